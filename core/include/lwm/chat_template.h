@@ -1,0 +1,53 @@
+// Prompt templates kept as data (resources/templates/chat_templates.json, spec §2.4). A template
+// is a list of parts: a BOS or EOS token, a text segment with {field} placeholders, or a media
+// slot. Each text part is tokenized on its own, as LWM builds its prompts from separately encoded
+// segments.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "lwm/tokenizer.h"
+
+namespace lwm {
+
+struct TemplatePart {
+  enum class Kind { bos, eos, text, media };
+  Kind kind = Kind::text;
+  std::string text;  // text with {field} placeholders, or the media kind ("video", "image")
+};
+
+struct ChatTemplate {
+  std::string name;
+  std::string description;
+  std::vector<TemplatePart> parts;
+
+  // Placeholder names used by the text parts, e.g. {"question", "context"}.
+  std::vector<std::string> fields() const;
+};
+
+class ChatTemplates {
+ public:
+  // The templates compiled into the library from resources/templates/chat_templates.json.
+  static const ChatTemplates& builtin();
+  static ChatTemplates from_json(const nlohmann::json& json, const std::string& source);
+  static ChatTemplates load(const std::filesystem::path& file);
+
+  const ChatTemplate& get(const std::string& name) const;  // throws Error listing known names
+  std::vector<std::string> names() const;
+
+ private:
+  std::map<std::string, ChatTemplate> templates_;
+};
+
+// Renders a text-only template: substitutes every {field} (missing fields and media parts are
+// errors) and tokenizes each part on its own.
+std::vector<std::int32_t> render_prompt(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                                        const std::map<std::string, std::string>& fields);
+
+}  // namespace lwm

@@ -1,0 +1,61 @@
+// The LWM text model (LLaMA-2 architecture, spec §1.2) on the CPU backend.
+// Weights stay memory-mapped in their stored dtype and convention; see linear.h and rope.h for how
+// Hugging Face and LWM/JAX files run the same arithmetic without rewriting them.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "lwm/kv_cache.h"
+#include "lwm/linear.h"
+#include "lwm/model_config.h"
+#include "lwm/rope.h"
+#include "lwm/safetensors.h"
+
+namespace lwm {
+
+// Which positions of a forward call produce logits.
+enum class LogitsFor : std::uint8_t { none, last, all };
+
+struct ModelRuntimeOptions {
+  std::int64_t attention_query_chunk = 256;
+  std::int64_t attention_key_chunk = 512;
+};
+
+class Model {
+ public:
+  // Loads <dir>/config.json and the safetensors weights; checks every tensor's presence and shape.
+  // Throws Error naming the file and tensor at fault.
+  static std::unique_ptr<Model> load(const std::filesystem::path& dir, ModelRuntimeOptions options = {});
+
+  const ModelConfig& config() const noexcept { return config_; }
+  const std::filesystem::path& directory() const noexcept { return dir_; }
+
+  // Runs `tokens` at positions cache.size() … cache.size()+n−1, appending their keys and values
+  // to the cache. Writes vocab-wide logits to `logits` for the last token (LogitsFor::last, one
+  // row) or for every token (LogitsFor::all, n rows). Throws if the cache has no room.
+  void forward(std::span<const std::int32_t> tokens, KVCache& cache, LogitsFor which,
+               std::vector<float>* logits) const;
+
+ private:
+  struct Layer {
+    Tensor attention_norm, ffn_norm;
+    Linear wq, wk, wv, wo, w1, w2, w3;
+  };
+  Model() = default;
+
+  std::filesystem::path dir_;
+  ModelConfig config_;
+  ModelRuntimeOptions options_;
+  std::unique_ptr<WeightStore> weights_;
+  Tensor token_embedding_;
+  std::vector<Layer> layers_;
+  Tensor final_norm_;
+  Linear lm_head_;
+  std::unique_ptr<RotaryEmbedding> rope_;
+};
+
+}  // namespace lwm

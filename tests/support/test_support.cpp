@@ -1,0 +1,76 @@
+#include "test_support.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
+#include <sys/wait.h>
+
+namespace lwm::test {
+
+TempDir::TempDir() {
+  static std::atomic<int> counter{0};
+  const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
+  path_ = std::filesystem::temp_directory_path() /
+          ("lwm-test-" + std::to_string(::getpid()) + "-" + std::to_string(stamp) + "-" +
+           std::to_string(counter++));
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::uint64_t test_seed() {
+  static const std::uint64_t seed = [] {
+    if (const char* env = std::getenv("LWM_TEST_SEED")) return std::strtoull(env, nullptr, 10);
+    return static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  }();
+  return seed;
+}
+
+std::vector<float> random_normal(std::size_t n, std::mt19937_64& rng, float stddev) {
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> out(n);
+  for (auto& x : out) x = dist(rng);
+  return out;
+}
+
+Closeness compare(const float* actual, const double* expected, std::size_t n, double atol, double rtol) {
+  Closeness result;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double error = std::fabs(static_cast<double>(actual[i]) - expected[i]);
+    const double ratio = std::isfinite(actual[i]) ? error / (atol + rtol * std::fabs(expected[i]))
+                                                  : std::numeric_limits<double>::infinity();
+    result.max_abs_error = std::max(result.max_abs_error, error);
+    if (ratio > result.worst_ratio || !std::isfinite(ratio)) {
+      result.worst_ratio = ratio;
+      result.worst_index = i;
+    }
+  }
+  result.ok = result.worst_ratio <= 1.0;
+  return result;
+}
+
+std::filesystem::path source_dir() { return LWM_SOURCE_DIR; }
+std::filesystem::path test_python() { return LWM_TEST_PYTHON; }
+std::filesystem::path sample_text_file() { return source_dir() / "resources/samples/lighthouse-keeper.txt"; }
+
+CommandResult run_command(const std::string& command_line) {
+  CommandResult result;
+  std::FILE* pipe = ::popen((command_line + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return result;
+  std::array<char, 4096> buffer{};
+  std::size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+}  // namespace lwm::test

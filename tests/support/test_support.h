@@ -1,0 +1,52 @@
+// Helpers shared by the tests: temporary directories, random data, fp64 comparisons.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace lwm::test {
+
+// A fresh directory under the system temp dir, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const noexcept { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A seed that differs per run (fresh random data every run) unless LWM_TEST_SEED is set; tests
+// print it on failure through SCOPED_TRACE so a failing case can be replayed.
+std::uint64_t test_seed();
+
+std::vector<float> random_normal(std::size_t n, std::mt19937_64& rng, float stddev = 1.0f);
+
+// max |a - b| / (atol + rtol·|b|) ≤ 1 holds for every element, reported with the worst index.
+struct Closeness {
+  bool ok = true;
+  std::size_t worst_index = 0;
+  double worst_ratio = 0.0;
+  double max_abs_error = 0.0;
+};
+Closeness compare(const float* actual, const double* expected, std::size_t n, double atol, double rtol);
+
+std::filesystem::path source_dir();       // the repository root
+std::filesystem::path test_python();      // python with numpy/safetensors, may not exist
+std::filesystem::path sample_text_file(); // resources/samples/ text used to train test tokenizers
+
+// Runs a command line, returns its exit status and captured stdout+stderr.
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+CommandResult run_command(const std::string& command_line);
+
+}  // namespace lwm::test

@@ -1,0 +1,197 @@
+#include "lwm/model.h"
+
+#include <algorithm>
+#include <numeric>
+#include <string>
+
+#include "lwm/attention.h"
+#include "lwm/error.h"
+#include "lwm/ops.h"
+#include "weight_names.h"
+
+namespace lwm {
+namespace {
+
+using weight_names::LayerMatrix;
+using weight_names::LayerNorm;
+
+// Fetches tensors by name and checks their shapes, with messages naming the directory and file.
+class TensorFetcher {
+ public:
+  TensorFetcher(const WeightStore& store, const std::filesystem::path& dir) : store_(store), dir_(dir) {}
+
+  bool has(const std::string& name) const { return store_.contains(name); }
+
+  Tensor get(const std::string& name, const Shape& expected) const {
+    if (!store_.contains(name)) {
+      throw Error(ErrorKind::file_format,
+                  "model '" + dir_.string() + "' is missing the tensor '" + name + "'");
+    }
+    Tensor t = store_.tensor(name);
+    if (t.shape() != expected) {
+      throw Error(ErrorKind::file_format, "tensor '" + name + "' in '" + store_.file_of(name).string() +
+                                              "' has shape " + shape_string(t.shape()) + ", expected " +
+                                              shape_string(expected));
+    }
+    return t;
+  }
+
+ private:
+  const WeightStore& store_;
+  const std::filesystem::path& dir_;
+};
+
+WeightConvention infer_convention(const WeightStore& store, const std::filesystem::path& dir) {
+  if (store.contains(weight_names::token_embedding(WeightConvention::hf))) return WeightConvention::hf;
+  if (store.contains(weight_names::token_embedding(WeightConvention::jax))) return WeightConvention::jax;
+  throw Error(ErrorKind::file_format, "model '" + dir.string() +
+                                          "': config.json does not name the weight convention and neither '" +
+                                          weight_names::token_embedding(WeightConvention::hf) + "' nor '" +
+                                          weight_names::token_embedding(WeightConvention::jax) +
+                                          "' is among the tensors");
+}
+
+Shape stored_matrix_shape(WeightConvention convention, std::int64_t in, std::int64_t out) {
+  return convention == WeightConvention::jax ? Shape{in, out} : Shape{out, in};
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, ModelRuntimeOptions options) {
+  std::unique_ptr<Model> model(new Model());
+  model->dir_ = dir;
+  model->options_ = options;
+  model->config_ = ModelConfig::load(dir);
+  model->weights_ = std::make_unique<WeightStore>(dir);
+  ModelConfig& config = model->config_;
+  if (!config.convention_known) {
+    config.convention = infer_convention(*model->weights_, dir);
+    config.convention_known = true;
+  }
+  const WeightConvention convention = config.convention;
+  const TensorFetcher fetch(*model->weights_, dir);
+  const std::int64_t hidden = config.hidden_size;
+  const std::int64_t vocab = config.vocab_size;
+
+  model->token_embedding_ = fetch.get(weight_names::token_embedding(convention), {vocab, hidden});
+  model->final_norm_ = fetch.get(weight_names::final_norm(convention), {hidden});
+  if (config.tie_word_embeddings) {
+    model->lm_head_ = Linear{model->token_embedding_, MatrixLayout::out_in};
+  } else {
+    model->lm_head_ = Linear{fetch.get(weight_names::lm_head(convention),
+                                       stored_matrix_shape(convention, hidden, vocab)),
+                             weight_names::matrix_layout(convention)};
+  }
+
+  // JAX checkpoints may keep all layers stacked in one [L, …] tensor (spec §1.5, scan_layers).
+  const bool stacked = convention == WeightConvention::jax &&
+                       fetch.has(weight_names::stacked_layer_matrix(LayerMatrix::wq));
+  const std::int64_t layers = config.num_layers;
+  auto matrix = [&](std::int64_t layer, LayerMatrix which) {
+    const std::int64_t in = weight_names::matrix_in(config, which);
+    const std::int64_t out = weight_names::matrix_out(config, which);
+    Tensor t = stacked ? fetch.get(weight_names::stacked_layer_matrix(which), {layers, in, out})
+                             .slice_rows(layer, layer + 1)
+                             .reshaped({in, out})
+                       : fetch.get(weight_names::layer_matrix(convention, layer, which),
+                                   stored_matrix_shape(convention, in, out));
+    return Linear{t, weight_names::matrix_layout(convention)};
+  };
+  auto norm = [&](std::int64_t layer, LayerNorm which) {
+    return stacked ? fetch.get(weight_names::stacked_layer_norm(which), {layers, hidden})
+                         .slice_rows(layer, layer + 1)
+                         .reshaped({hidden})
+                   : fetch.get(weight_names::layer_norm(convention, layer, which), {hidden});
+  };
+  model->layers_.resize(static_cast<std::size_t>(layers));
+  for (std::int64_t i = 0; i < layers; ++i) {
+    Layer& layer = model->layers_[static_cast<std::size_t>(i)];
+    layer.attention_norm = norm(i, LayerNorm::attention);
+    layer.ffn_norm = norm(i, LayerNorm::ffn);
+    layer.wq = matrix(i, LayerMatrix::wq);
+    layer.wk = matrix(i, LayerMatrix::wk);
+    layer.wv = matrix(i, LayerMatrix::wv);
+    layer.wo = matrix(i, LayerMatrix::wo);
+    layer.w1 = matrix(i, LayerMatrix::w1);
+    layer.w2 = matrix(i, LayerMatrix::w2);
+    layer.w3 = matrix(i, LayerMatrix::w3);
+  }
+  // HF files permute q/k rows to rotate-half pairs (spec §1.6); rotating those pairs instead of
+  // un-permuting the weights gives the same attention scores without copying anything.
+  model->rope_ = std::make_unique<RotaryEmbedding>(
+      config.head_dim(), config.rope_theta,
+      convention == WeightConvention::jax ? RopePairing::interleaved : RopePairing::half);
+  return model;
+}
+
+void Model::forward(std::span<const std::int32_t> tokens, KVCache& cache, LogitsFor which,
+                    std::vector<float>* logits) const {
+  const auto n = static_cast<std::int64_t>(tokens.size());
+  if (n == 0) throw Error(ErrorKind::invalid_argument, "forward: no tokens");
+  const std::int64_t start = cache.size();
+  if (start + n > cache.capacity()) {
+    throw Error(ErrorKind::invalid_argument, "forward: " + std::to_string(n) + " tokens do not fit in the KV cache (" +
+                                                 std::to_string(start) + " of " + std::to_string(cache.capacity()) +
+                                                 " used)");
+  }
+  if (which != LogitsFor::none && logits == nullptr) {
+    throw Error(ErrorKind::invalid_argument, "forward: logits requested without an output");
+  }
+  const ModelConfig& c = config_;
+  const std::int64_t hidden = c.hidden_size;
+  const std::int64_t head_dim = c.head_dim();
+  const std::int64_t kv_width = c.num_kv_heads * head_dim;
+  const std::int64_t inner = c.intermediate_size;
+  const auto size = [](std::int64_t a, std::int64_t b) { return static_cast<std::size_t>(a * b); };
+
+  std::vector<float> h(size(n, hidden)), normed(size(n, hidden)), q(size(n, hidden)),
+      attended(size(n, hidden)), projected(size(n, hidden)), gate(size(n, inner)), up(size(n, inner));
+  cpu::embedding(token_embedding_, tokens, h.data());
+
+  std::vector<std::int64_t> positions(static_cast<std::size_t>(n));
+  std::iota(positions.begin(), positions.end(), start);
+  std::vector<float> cos_table(size(n, head_dim / 2)), sin_table(size(n, head_dim / 2));
+  rope_->angles(positions, cos_table.data(), sin_table.data());
+
+  const AttentionShape shape{c.num_heads, c.num_kv_heads, head_dim};
+  AttentionOptions attention;
+  attention.query_chunk = options_.attention_query_chunk;
+  attention.key_chunk = options_.attention_key_chunk;
+  attention.causal = true;
+  attention.query_offset = start;
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+
+  for (std::int64_t l = 0; l < c.num_layers; ++l) {
+    const Layer& layer = layers_[static_cast<std::size_t>(l)];
+    float* keys = cache.keys(l);
+    float* values = cache.values(l);
+    float* new_keys = keys + start * kv_width;
+
+    cpu::rms_norm(h.data(), n, hidden, layer.attention_norm, eps, normed.data());
+    cpu::linear(normed.data(), n, layer.wq, q.data());
+    cpu::linear(normed.data(), n, layer.wk, new_keys);
+    cpu::linear(normed.data(), n, layer.wv, values + start * kv_width);
+    rope_->apply(q.data(), n, c.num_heads, cos_table.data(), sin_table.data());
+    rope_->apply(new_keys, n, c.num_kv_heads, cos_table.data(), sin_table.data());
+    blockwise_attention(q.data(), keys, values, n, start + n, shape, attention, attended.data(), nullptr);
+    cpu::linear(attended.data(), n, layer.wo, projected.data());
+    cpu::add_inplace(h.data(), projected.data(), n * hidden);
+
+    cpu::rms_norm(h.data(), n, hidden, layer.ffn_norm, eps, normed.data());
+    cpu::linear(normed.data(), n, layer.w1, gate.data());
+    cpu::linear(normed.data(), n, layer.w3, up.data());
+    cpu::swiglu(gate.data(), up.data(), gate.data(), n * inner);
+    cpu::linear(gate.data(), n, layer.w2, projected.data());
+    cpu::add_inplace(h.data(), projected.data(), n * hidden);
+  }
+  cache.advance(n);
+
+  if (which == LogitsFor::none) return;
+  const std::int64_t first = which == LogitsFor::last ? n - 1 : 0;
+  const std::int64_t rows = n - first;
+  cpu::rms_norm(h.data() + first * hidden, rows, hidden, final_norm_, eps, normed.data());
+  logits->resize(size(rows, c.vocab_size));
+  cpu::linear(normed.data(), rows, lm_head_, logits->data());
+}
+
+}  // namespace lwm

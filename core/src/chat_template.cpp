@@ -4,12 +4,11 @@
 #include <algorithm>
 #include <cctype>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "lwm/error.h"
 #include "lwm_resources/embedded.h"
@@ -64,7 +63,8 @@ std::vector<TextPiece> parse_placeholders(const std::string& text, const std::st
       if (close == std::string::npos) fail(where, "'{' without a closing '}' in \"" + text + "\"");
       std::string name = text.substr(i + 1, close - i - 1);
       if (!is_field_name(name)) {
-        fail(where, "'{" + name + "}' is not a field name (letters, digits and '_'); write {{ and }}" +
+        fail(where, "'{" + name +
+                        "}' is not a field name (letters, digits and '_'); write {{ and }}" +
                         " for literal braces");
       }
       if (!literal.empty()) pieces.push_back({false, std::move(literal)});

@@ -32,8 +32,9 @@ double next_uniform(std::uint64_t& state) {
 
 void check_sampling_params(const SamplingParams& params) {
   if (!(params.temperature >= 0.0f) || !std::isfinite(params.temperature)) {
-    throw Error(ErrorKind::invalid_argument, "sampling temperature must be a finite number >= 0, got " +
-                                                 std::to_string(params.temperature));
+    throw Error(ErrorKind::invalid_argument,
+                "sampling temperature must be a finite number >= 0, got " +
+                    std::to_string(params.temperature));
   }
   if (params.top_k < 0) {
     throw Error(ErrorKind::invalid_argument,
@@ -56,7 +57,8 @@ std::int32_t argmax(std::span<const float> logits) {
 
 // Candidates ordered by logit, highest first, ties by id: a total order, so the kept set and the
 // walk below do not depend on the standard library's sorting algorithm.
-bool ranks_before(const std::pair<float, std::int32_t>& a, const std::pair<float, std::int32_t>& b) {
+bool ranks_before(const std::pair<float, std::int32_t>& a,
+                  const std::pair<float, std::int32_t>& b) {
   return a.first > b.first || (a.first == b.first && a.second < b.second);
 }
 
@@ -81,7 +83,8 @@ std::int32_t Sampler::sample(std::span<const float> logits) {
 
   const auto size = static_cast<std::int64_t>(scratch_.size());
   if (params_.top_k > 0 && params_.top_k < size) {
-    std::nth_element(scratch_.begin(), scratch_.begin() + params_.top_k, scratch_.end(), ranks_before);
+    std::nth_element(scratch_.begin(), scratch_.begin() + params_.top_k, scratch_.end(),
+                     ranks_before);
     scratch_.resize(static_cast<std::size_t>(params_.top_k));
   }
   const bool limited = params_.top_p < 1.0f || (params_.top_k > 0 && params_.top_k < size);
@@ -200,8 +203,8 @@ std::vector<float> prefill(const Model& model, KVCache& cache, std::span<const s
   for (std::int64_t done = 0; done < total;) {
     const std::int64_t n = std::min(chunk, total - done);
     const bool last = done + n == total;
-    model.forward(tokens.subspan(static_cast<std::size_t>(done), static_cast<std::size_t>(n)), cache,
-                  last ? LogitsFor::last : LogitsFor::none, last ? &logits : nullptr);
+    model.forward(tokens.subspan(static_cast<std::size_t>(done), static_cast<std::size_t>(n)),
+                  cache, last ? LogitsFor::last : LogitsFor::none, last ? &logits : nullptr);
     done += n;
     if (progress && !progress(Progress{done, total, seconds_since(start)})) {
       throw Error(ErrorKind::cancelled, "prefill cancelled after " + std::to_string(done) + " of " +
@@ -217,10 +220,14 @@ std::vector<float> prefill(const Model& model, KVCache& cache, std::span<const s
 
 const char* to_string(StopReason reason) noexcept {
   switch (reason) {
-    case StopReason::end_of_sequence: return "end of sequence";
-    case StopReason::max_tokens: return "max tokens";
-    case StopReason::context_full: return "context full";
-    case StopReason::stopped_by_caller: return "stopped by caller";
+    case StopReason::end_of_sequence:
+      return "end of sequence";
+    case StopReason::max_tokens:
+      return "max tokens";
+    case StopReason::context_full:
+      return "context full";
+    case StopReason::stopped_by_caller:
+      return "stopped by caller";
   }
   return "unknown";
 }
@@ -244,12 +251,17 @@ GenerationResult generate(const Model& model, const Tokenizer& tokenizer, KVCach
     throw Error(ErrorKind::invalid_argument,
                 "max_new_tokens must be >= 0, got " + std::to_string(options.max_new_tokens));
   }
+  if (prompt.empty()) {
+    // The first token is sampled from the logits of the last prompt token, so one must run.
+    throw Error(ErrorKind::invalid_argument, "generate needs at least one prompt token");
+  }
   Sampler sampler(options.sampling);  // validates the sampling options before the long prefill
   GenerationResult result;
   result.prompt_tokens = static_cast<std::int64_t>(prompt.size());
 
   const auto start = Clock::now();
-  std::vector<float> logits = prefill(model, cache, prompt, options.prefill_chunk, prefill_progress);
+  std::vector<float> logits =
+      prefill(model, cache, prompt, options.prefill_chunk, prefill_progress);
   const auto prefill_end = Clock::now();
   result.prefill_seconds = std::chrono::duration<double>(prefill_end - start).count();
 

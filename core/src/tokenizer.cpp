@@ -40,8 +40,8 @@ void check_model_file_exists(const std::filesystem::path& model_file) {
 void check_special_ids(const sentencepiece::SentencePieceProcessor& processor,
                        const std::filesystem::path& model_file) {
   if (processor.GetPieceSize() <= 0 || processor.unk_id() < 0) {
-    throw Error(ErrorKind::file_format,
-                "tokenizer model '" + model_file.string() + "' has no vocabulary or no <unk> piece");
+    throw Error(ErrorKind::file_format, "tokenizer model '" + model_file.string() +
+                                            "' has no vocabulary or no <unk> piece");
   }
 }
 
@@ -52,9 +52,9 @@ Tokenizer::Tokenizer(const std::filesystem::path& model_file) : impl_(std::make_
   impl_->file = model_file;
   const auto status = impl_->processor.Load(model_file.string());
   if (!status.ok()) {
-    throw Error(ErrorKind::file_format, "tokenizer model '" + model_file.string() +
-                                            "' is not a valid SentencePiece model: " +
-                                            status.ToString());
+    throw Error(ErrorKind::file_format,
+                "tokenizer model '" + model_file.string() +
+                    "' is not a valid SentencePiece model: " + status.ToString());
   }
   check_special_ids(impl_->processor, model_file);
 }
@@ -68,9 +68,8 @@ std::vector<std::int32_t> Tokenizer::encode(std::string_view text) const {
   std::vector<int> ids;
   const auto status = impl_->processor.Encode(text, &ids);
   if (!status.ok()) {
-    throw Error(ErrorKind::invalid_argument,
-                "cannot encode text with tokenizer '" + impl_->file.string() + "': " +
-                    status.ToString());
+    throw Error(ErrorKind::invalid_argument, "cannot encode text with tokenizer '" +
+                                                 impl_->file.string() + "': " + status.ToString());
   }
   return {ids.begin(), ids.end()};
 }
@@ -100,10 +99,18 @@ std::int32_t Tokenizer::piece_id(std::string_view piece) const {
   return impl_->processor.PieceToId(piece);
 }
 
-std::int64_t Tokenizer::vocab_size() const { return impl_->processor.GetPieceSize(); }
-std::int32_t Tokenizer::bos_id() const { return impl_->processor.bos_id(); }
-std::int32_t Tokenizer::eos_id() const { return impl_->processor.eos_id(); }
-std::int32_t Tokenizer::unk_id() const { return impl_->processor.unk_id(); }
+std::int64_t Tokenizer::vocab_size() const {
+  return impl_->processor.GetPieceSize();
+}
+std::int32_t Tokenizer::bos_id() const {
+  return impl_->processor.bos_id();
+}
+std::int32_t Tokenizer::eos_id() const {
+  return impl_->processor.eos_id();
+}
+std::int32_t Tokenizer::unk_id() const {
+  return impl_->processor.unk_id();
+}
 
 // ---------------------------------------------------------------------------------------------
 // TextStreamer
@@ -150,7 +157,9 @@ std::size_t utf8_sequence_length(unsigned char lead) {
   return 1;
 }
 
-bool is_continuation(unsigned char byte) { return (byte & 0xC0) == 0x80; }
+bool is_continuation(unsigned char byte) {
+  return (byte & 0xC0) == 0x80;
+}
 
 // How many of the trailing bytes form a sequence that later bytes may still complete. Holding
 // back too much is harmless (it is emitted later); releasing too early is not.
@@ -169,6 +178,7 @@ std::size_t pending_byte_count(const std::vector<unsigned char>& bytes) {
 }  // namespace
 
 std::string TextStreamer::push(std::int32_t id) {
+  tokenizer_.piece(id);  // throws for an id outside the vocabulary before the state changes
   ids_.push_back(id);
 
   // Bytes of the trailing run of byte pieces, to see whether it ends inside a character.
@@ -318,8 +328,8 @@ void train_tokenizer(const std::vector<std::filesystem::path>& text_files,
   const auto status = sentencepiece::SentencePieceTrainer::Train(trainer_arguments(options), &lines,
                                                                  &serialized_model);
   if (!status.ok()) {
-    throw Error(ErrorKind::invalid_argument, "training tokenizer '" + output_model.string() +
-                                                 "' failed: " + status.ToString());
+    throw Error(ErrorKind::invalid_argument,
+                "training tokenizer '" + output_model.string() + "' failed: " + status.ToString());
   }
   // The trainer returned the model in memory; it reaches disk under its real name only whole.
   write_file_atomically(output_model, serialized_model);

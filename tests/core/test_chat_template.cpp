@@ -60,8 +60,8 @@ std::vector<std::int32_t> render_by_hand(const ChatTemplate& chat_template,
 TEST(ChatTemplates, BuiltinParsesWithTheExpectedTemplates) {
   const ChatTemplates& templates = ChatTemplates::builtin();
   const auto names = templates.names();
-  for (const char* name : {"text-chat", "document-qa", "document-qa-multi-needle", "video-chat",
-                           "video-chat-media-first"}) {
+  for (const char* name : {"text-chat", "text-chat-next-turn", "document-qa",
+                           "document-qa-multi-needle", "video-chat", "video-chat-media-first"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
   }
   for (const auto& name : names) {
@@ -69,7 +69,11 @@ TEST(ChatTemplates, BuiltinParsesWithTheExpectedTemplates) {
     EXPECT_EQ(chat_template.name, name);
     EXPECT_FALSE(chat_template.description.empty()) << name;
     ASSERT_FALSE(chat_template.parts.empty()) << name;
-    EXPECT_EQ(chat_template.parts.front().kind, TemplatePart::Kind::bos) << name;
+    // A conversation starts with BOS; a follow-up turn closes the previous answer with EOS.
+    const bool follow_up = name.ends_with("-next-turn");
+    EXPECT_EQ(chat_template.parts.front().kind,
+              follow_up ? TemplatePart::Kind::eos : TemplatePart::Kind::bos)
+        << name;
   }
 }
 
@@ -146,8 +150,9 @@ TEST(ChatTemplates, DoubledBracesAreLiteral) {
 
 TEST(ChatTemplates, MissingAndUnknownFieldsAreListed) {
   const ChatTemplate& chat_template = ChatTemplates::builtin().get("document-qa");
-  Error error = capture_error(
-      [&] { render_prompt(chat_template, test_tokenizer(), {{"question", "q"}}); });
+  Error error = capture_error([&] {
+    render_prompt(chat_template, test_tokenizer(), {{"question", "q"}});
+  });
   EXPECT_EQ(error.kind(), ErrorKind::invalid_argument);
   EXPECT_NE(std::string(error.what()).find("context"), std::string::npos) << error.what();
 

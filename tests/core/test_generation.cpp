@@ -3,12 +3,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 
+#include "lwm/chat_template.h"
 #include "lwm/error.h"
 #include "lwm/generation.h"
+#include "lwm/model_maker.h"
 #include "test_support.h"
+#include "text_test_tokenizer.h"
 
 namespace lwm {
 namespace {
@@ -25,8 +30,7 @@ Error capture_error(Fn&& fn) {
 }
 
 std::int32_t argmax(const std::vector<float>& logits) {
-  return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) -
-                                   logits.begin());
+  return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
 TEST(Sampler, ZeroTemperatureIsArgmax) {
@@ -74,13 +78,13 @@ TEST(Sampler, SameSeedGivesSameSequence) {
 }
 
 TEST(Sampler, FixedSeedGivesTheSameDrawsOnEveryPlatform) {
-  // Pinned values: our own generator and a total order on candidates make these exact.
+  // Pinned values, reproduced independently in Python (splitmix64, 53-bit uniforms, inverse CDF
+  // over ids in order): our own generator makes them the same with any standard library.
   const std::vector<float> logits = {0.1f, 2.0f, -1.0f, 1.5f, 0.7f, 1.9f, -0.3f, 0.0f};
   Sampler sampler(SamplingParams{.temperature = 1.0f, .seed = 42});
   std::vector<std::int32_t> draws;
   for (int i = 0; i < 12; ++i) draws.push_back(sampler.sample(logits));
-  Sampler again(SamplingParams{.temperature = 1.0f, .seed = 42});
-  for (int i = 0; i < 12; ++i) EXPECT_EQ(again.sample(logits), draws[static_cast<std::size_t>(i)]);
+  EXPECT_EQ(draws, (std::vector<std::int32_t>{5, 1, 1, 1, 0, 5, 1, 5, 1, 4, 1, 3}));
 }
 
 // Softmax(logits / T) restricted to the top-k, then to the smallest nucleus reaching top_p, in
@@ -176,6 +180,287 @@ TEST(StopReason, HasReadableNames) {
   EXPECT_STREQ(to_string(StopReason::max_tokens), "max tokens");
   EXPECT_STREQ(to_string(StopReason::context_full), "context full");
   EXPECT_STREQ(to_string(StopReason::stopped_by_caller), "stopped by caller");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefill and generation with a tiny random model whose vocabulary matches the test tokenizer.
+
+constexpr std::int64_t kMaxSequence = 96;
+
+ModelConfig tiny_config() {
+  ModelConfig config = ModelConfig::preset("tiny");
+  config.vocab_size = test::kTestVocabSize;
+  config.max_sequence_length = kMaxSequence;
+  config.convention = WeightConvention::jax;
+  config.convention_known = true;
+  config.torch_dtype = DType::f32;
+  return config;
+}
+
+// Made once per run: f32 weights wide enough (init_std) for clearly separated logits, so greedy
+// choices do not hinge on rounding differences between chunked and whole computations.
+const std::filesystem::path& tiny_model_dir() {
+  static test::TempDir dir;
+  static const std::filesystem::path model = [] {
+    ModelMakerOptions options;
+    options.config = tiny_config();
+    options.dtype = DType::f32;
+    options.seed = 2024;
+    options.init_std = 0.25f;
+    options.norm_weight_noise = 0.1f;
+    options.tokenizer_model = test::test_tokenizer_path();
+    make_random_model(dir / "tiny", options);
+    return dir / "tiny";
+  }();
+  return model;
+}
+
+const Model& tiny_model() {
+  static const std::unique_ptr<Model> model = Model::load(tiny_model_dir());
+  return *model;
+}
+
+std::vector<std::int32_t> test_prompt() {
+  return render_prompt(ChatTemplates::builtin().get("text-chat"), test::test_tokenizer(),
+                       {{"question", "Where did the keeper see the distant light?"}});
+}
+
+std::vector<float> last_logits_from_scratch(const Model& model,
+                                            const std::vector<std::int32_t>& tokens) {
+  KVCache cache(model.config(), static_cast<std::int64_t>(tokens.size()));
+  std::vector<float> logits;
+  model.forward(tokens, cache, LogitsFor::last, &logits);
+  return logits;
+}
+
+void expect_logits_close(const std::vector<float>& actual, const std::vector<float>& expected) {
+  ASSERT_EQ(actual.size(), expected.size());
+  const std::vector<double> reference(expected.begin(), expected.end());
+  const auto closeness = test::compare(actual.data(), reference.data(), actual.size(), 1e-4, 1e-4);
+  EXPECT_TRUE(closeness.ok) << "worst index " << closeness.worst_index << ", max abs error "
+                            << closeness.max_abs_error;
+}
+
+GenerationOptions greedy(std::int64_t max_new_tokens) {
+  GenerationOptions options;
+  options.max_new_tokens = max_new_tokens;
+  options.prefill_chunk = 5;
+  options.stop_at_eos = false;
+  return options;
+}
+
+TEST(Generation, GreedyEqualsArgmaxOfFullRecomputation) {
+  const Model& model = tiny_model();
+  const Tokenizer& tokenizer = test::test_tokenizer();
+  const auto prompt = test_prompt();
+  KVCache cache(model.config(), kMaxSequence);
+  std::string streamed;
+  const auto result = generate(model, tokenizer, cache, prompt, greedy(12),
+                               [&](std::int32_t, std::string_view text) {
+                                 streamed += text;
+                                 return true;
+                               });
+  ASSERT_EQ(result.tokens.size(), 12u);
+  EXPECT_EQ(result.stop_reason, StopReason::max_tokens);
+  EXPECT_EQ(result.prompt_tokens, static_cast<std::int64_t>(prompt.size()));
+
+  std::vector<std::int32_t> sequence = prompt;
+  for (const auto token : result.tokens) {
+    const auto logits = last_logits_from_scratch(model, sequence);
+    EXPECT_EQ(token, argmax(logits)) << "after " << sequence.size() << " tokens";
+    sequence.push_back(token);
+  }
+  EXPECT_EQ(result.text, tokenizer.decode(result.tokens));
+  EXPECT_EQ(tokenizer.decode(result.tokens).rfind(streamed, 0), 0u);  // streamed is a prefix
+  // The last sampled token never ran through the model.
+  EXPECT_EQ(cache.size(), static_cast<std::int64_t>(prompt.size() + result.tokens.size() - 1));
+  EXPECT_GT(result.prefill_seconds, 0.0);
+  EXPECT_GE(result.time_to_first_token_seconds, result.prefill_seconds);
+  EXPECT_GT(result.decode_seconds, 0.0);
+}
+
+TEST(Generation, SampledGenerationIsReproducible) {
+  const Model& model = tiny_model();
+  GenerationOptions options = greedy(10);
+  options.sampling = {.temperature = 0.9f, .top_k = 40, .top_p = 0.95f, .seed = 77};
+  KVCache first(model.config(), kMaxSequence);
+  KVCache second(model.config(), kMaxSequence);
+  const auto a = generate(model, test::test_tokenizer(), first, test_prompt(), options);
+  const auto b = generate(model, test::test_tokenizer(), second, test_prompt(), options);
+  EXPECT_EQ(a.tokens, b.tokens);
+}
+
+TEST(Prefill, ChunkSizeDoesNotChangeTheLogits) {
+  const Model& model = tiny_model();
+  const auto prompt = test_prompt();
+  const auto expected = last_logits_from_scratch(model, prompt);
+  for (const std::int64_t chunk : {1, 3, 7, 1000}) {
+    KVCache cache(model.config(), kMaxSequence);
+    expect_logits_close(prefill(model, cache, prompt, chunk), expected);
+    EXPECT_EQ(cache.size(), static_cast<std::int64_t>(prompt.size()));
+  }
+}
+
+TEST(Prefill, ReportsProgressAfterEveryChunk) {
+  const Model& model = tiny_model();
+  const std::vector<std::int32_t> tokens(23, 100);
+  KVCache cache(model.config(), kMaxSequence);
+  std::vector<Progress> reports;
+  prefill(model, cache, tokens, 5, [&](const Progress& progress) {
+    reports.push_back(progress);
+    return true;
+  });
+  ASSERT_EQ(reports.size(), 5u);
+  const std::vector<std::int64_t> done = {5, 10, 15, 20, 23};
+  for (std::size_t i = 0; i < reports.size(); ++i) {
+    EXPECT_EQ(reports[i].done, done[i]);
+    EXPECT_EQ(reports[i].total, 23);
+    EXPECT_GE(reports[i].elapsed_seconds, i == 0 ? 0.0 : reports[i - 1].elapsed_seconds);
+  }
+  EXPECT_EQ(reports.back().eta_seconds(), 0.0);
+}
+
+TEST(Prefill, CancellationThrowsAndLeavesTheCacheAsItWas) {
+  const Model& model = tiny_model();
+  const auto prompt = test_prompt();
+  ASSERT_GT(prompt.size(), 8u);
+  const std::span<const std::int32_t> head(prompt.data(), 4);
+  const std::span<const std::int32_t> rest(prompt.data() + 4, prompt.size() - 4);
+  KVCache cache(model.config(), kMaxSequence);
+  prefill(model, cache, head, 4);
+
+  int calls = 0;
+  const Error error = capture_error(
+      [&] { prefill(model, cache, rest, 2, [&](const Progress&) { return ++calls < 2; }); });
+  EXPECT_EQ(error.kind(), ErrorKind::cancelled);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(cache.size(), 4);
+
+  // The cache is still good: finishing the prompt now matches a prefill from scratch.
+  expect_logits_close(prefill(model, cache, rest, 3), last_logits_from_scratch(model, prompt));
+}
+
+TEST(Generation, CancelledPrefillPropagatesFromGenerate) {
+  const Model& model = tiny_model();
+  KVCache cache(model.config(), kMaxSequence);
+  const Error error = capture_error([&] {
+    generate(model, test::test_tokenizer(), cache, test_prompt(), greedy(5), {},
+             [](const Progress&) { return false; });
+  });
+  EXPECT_EQ(error.kind(), ErrorKind::cancelled);
+  EXPECT_EQ(cache.size(), 0);
+}
+
+TEST(Generation, StopsWhenTheCallerSaysSo) {
+  const Model& model = tiny_model();
+  KVCache cache(model.config(), kMaxSequence);
+  int seen = 0;
+  const auto result = generate(model, test::test_tokenizer(), cache, test_prompt(), greedy(20),
+                               [&](std::int32_t, std::string_view) { return ++seen < 3; });
+  EXPECT_EQ(result.stop_reason, StopReason::stopped_by_caller);
+  EXPECT_EQ(result.tokens.size(), 3u);
+}
+
+TEST(Generation, HonoursMaxNewTokens) {
+  const Model& model = tiny_model();
+  for (const std::int64_t limit : {0, 1, 4}) {
+    KVCache cache(model.config(), kMaxSequence);
+    const auto result =
+        generate(model, test::test_tokenizer(), cache, test_prompt(), greedy(limit));
+    EXPECT_EQ(static_cast<std::int64_t>(result.tokens.size()), limit);
+    EXPECT_EQ(result.stop_reason, StopReason::max_tokens);
+  }
+}
+
+TEST(Generation, StopsWhenTheCacheIsFull) {
+  const Model& model = tiny_model();
+  const auto prompt = test_prompt();
+  const auto capacity = static_cast<std::int64_t>(prompt.size()) + 3;
+  KVCache cache(model.config(), capacity);
+  const auto result = generate(model, test::test_tokenizer(), cache, prompt, greedy(50));
+  EXPECT_EQ(result.stop_reason, StopReason::context_full);
+  // Three tokens ran through the model after the prompt; a fourth was sampled from the last logits.
+  EXPECT_EQ(result.tokens.size(), 4u);
+  EXPECT_EQ(cache.size(), capacity);
+}
+
+TEST(Generation, StopsAtTheModelsContextLength) {
+  const Model& model = tiny_model();
+  KVCache cache(model.config(), kMaxSequence + 50);  // room beyond what the model supports
+  const auto result = generate(model, test::test_tokenizer(), cache, test_prompt(), greedy(500));
+  EXPECT_EQ(result.stop_reason, StopReason::context_full);
+  EXPECT_EQ(cache.size(), kMaxSequence);
+}
+
+TEST(Generation, StopsAtEndOfSequence) {
+  // A copy of the tiny model whose EOS id is a token greedy decoding reaches after a few steps.
+  const Model& model = tiny_model();
+  KVCache cache(model.config(), kMaxSequence);
+  const auto free_run = generate(model, test::test_tokenizer(), cache, test_prompt(), greedy(8));
+  std::size_t stop = 1;
+  while (stop < free_run.tokens.size() &&
+         std::find(free_run.tokens.begin(),
+                   free_run.tokens.begin() + static_cast<std::ptrdiff_t>(stop),
+                   free_run.tokens[stop]) !=
+             free_run.tokens.begin() + static_cast<std::ptrdiff_t>(stop)) {
+    ++stop;
+  }
+  ASSERT_LT(stop, free_run.tokens.size()) << "greedy run repeats a single token";
+
+  test::TempDir dir;
+  std::filesystem::copy(tiny_model_dir(), dir / "eos", std::filesystem::copy_options::recursive);
+  ModelConfig config = model.config();
+  config.eos_token_id = free_run.tokens[stop];
+  std::filesystem::remove(dir / "eos" / "config.json");
+  std::ofstream(dir / "eos" / "config.json") << config.to_json().dump(2);
+  const auto eos_model = Model::load(dir / "eos");
+
+  KVCache eos_cache(eos_model->config(), kMaxSequence);
+  GenerationOptions options = greedy(8);
+  options.stop_at_eos = true;
+  const auto result =
+      generate(*eos_model, test::test_tokenizer(), eos_cache, test_prompt(), options);
+  EXPECT_EQ(result.stop_reason, StopReason::end_of_sequence);
+  EXPECT_EQ(result.tokens,
+            std::vector<std::int32_t>(free_run.tokens.begin(),
+                                      free_run.tokens.begin() + static_cast<std::ptrdiff_t>(stop)));
+}
+
+TEST(Prefill, RefusesAContextTooLongForTheModel) {
+  const Model& model = tiny_model();
+  KVCache cache(model.config(), kMaxSequence + 50);
+  const std::vector<std::int32_t> tokens(kMaxSequence + 1, 100);
+  const Error error = capture_error([&] { prefill(model, cache, tokens, 16); });
+  EXPECT_EQ(error.kind(), ErrorKind::invalid_argument);
+  EXPECT_NE(std::string(error.what()).find("too long"), std::string::npos) << error.what();
+  EXPECT_NE(std::string(error.what()).find(std::to_string(kMaxSequence)), std::string::npos);
+  EXPECT_EQ(cache.size(), 0);
+}
+
+TEST(Prefill, RefusesAPromptLargerThanTheCache) {
+  const Model& model = tiny_model();
+  KVCache cache(model.config(), 10);
+  const std::vector<std::int32_t> tokens(11, 100);
+  const Error error = capture_error([&] { prefill(model, cache, tokens, 4); });
+  EXPECT_EQ(error.kind(), ErrorKind::out_of_memory);
+  EXPECT_NE(std::string(error.what()).find("11"), std::string::npos) << error.what();
+  EXPECT_NE(std::string(error.what()).find("10"), std::string::npos) << error.what();
+  EXPECT_EQ(cache.size(), 0);
+}
+
+TEST(Prefill, RefusesBadArguments) {
+  const Model& model = tiny_model();
+  KVCache cache(model.config(), kMaxSequence);
+  const std::vector<std::int32_t> out_of_vocabulary = {
+      5, static_cast<std::int32_t>(test::kTestVocabSize)};
+  EXPECT_EQ(capture_error([&] { prefill(model, cache, out_of_vocabulary, 4); }).kind(),
+            ErrorKind::invalid_argument);
+  EXPECT_EQ(capture_error([&] { prefill(model, cache, {}, 4); }).kind(),
+            ErrorKind::invalid_argument);
+  const std::vector<std::int32_t> tokens = {5, 6};
+  EXPECT_EQ(capture_error([&] { prefill(model, cache, tokens, 0); }).kind(),
+            ErrorKind::invalid_argument);
+  EXPECT_EQ(cache.size(), 0);
 }
 
 }  // namespace

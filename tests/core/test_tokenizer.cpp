@@ -169,7 +169,8 @@ std::string stream_all(const Tokenizer& tokenizer, const std::vector<std::int32_
 TEST(TextStreamer, StreamsEncodedTextExactly) {
   const Tokenizer& tokenizer = test_tokenizer();
   const std::string text =
-      "The keeper 灯台守 wrote 🙂🚢 and Möwen flew.\n  Second line with 龘 and 👩‍👩‍👧.";
+      "The keeper 灯台守 wrote 🙂🚢 and Möwen flew.\n  Second line with 龘 and "
+      "👩‍👩‍👧.";
   EXPECT_EQ(stream_all(tokenizer, tokenizer.encode(text)), text);
 }
 
@@ -241,13 +242,24 @@ TEST(TextStreamer, LongStreamMatchesAndStaysLinear) {
   EXPECT_LT(seconds, 5.0);
 }
 
+TEST(TextStreamer, RejectsAnInvalidIdWithoutLosingItsState) {
+  const Tokenizer& tokenizer = test_tokenizer();
+  const auto ids = tokenizer.encode("the keeper watched");
+  TextStreamer streamer(tokenizer);
+  std::string text = streamer.push(ids[0]);
+  EXPECT_THROW(streamer.push(static_cast<std::int32_t>(tokenizer.vocab_size())), Error);
+  for (std::size_t i = 1; i < ids.size(); ++i) text += streamer.push(ids[i]);
+  EXPECT_EQ(text + streamer.finish(), "the keeper watched");
+}
+
 TEST(TextStreamer, FinishFlushesACutOffCharacter) {
   const Tokenizer& tokenizer = test_tokenizer();
   const std::string emoji = "🙂";
   const std::vector<std::int32_t> ids = {3 + static_cast<unsigned char>(emoji[0]),
                                          3 + static_cast<unsigned char>(emoji[1])};
   TextStreamer streamer(tokenizer);
-  std::string text = streamer.push(ids[0]) + streamer.push(ids[1]);
+  std::string text = streamer.push(ids[0]);
+  text += streamer.push(ids[1]);
   EXPECT_TRUE(text.empty());
   text += streamer.finish();
   EXPECT_EQ(text, tokenizer.decode(ids));  // U+FFFD for the cut-off bytes, as SentencePiece does

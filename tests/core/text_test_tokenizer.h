@@ -35,13 +35,14 @@ Numbers matter too: 1907, 2024, 3.14159 and 42 appear in the log, with tabs	and 
 
 // Sentences generated from word lists, so BPE has enough material for its merges.
 inline std::string test_corpus_generated() {
-  const std::vector<std::string> subjects = {"the keeper", "a sailor", "the old ship", "my sister",
-                                             "the storm", "every gull", "our captain", "the lamp"};
-  const std::vector<std::string> verbs = {"watched", "answered", "remembered", "carried", "followed",
-                                          "painted", "counted", "described"};
-  const std::vector<std::string> objects = {"the harbour", "a distant light", "the long night",
-                                            "seven letters", "the northern wind", "a quiet island",
-                                            "the tide tables", "ninety candles"};
+  const std::vector<std::string> subjects = {"the keeper",  "a sailor",  "the old ship",
+                                             "my sister",   "the storm", "every gull",
+                                             "our captain", "the lamp"};
+  const std::vector<std::string> verbs = {"watched",  "answered", "remembered", "carried",
+                                          "followed", "painted",  "counted",    "described"};
+  const std::vector<std::string> objects = {
+      "the harbour",       "a distant light", "the long night",  "seven letters",
+      "the northern wind", "a quiet island",  "the tide tables", "ninety candles"};
   std::string text;
   std::uint64_t state = 12345;
   for (int i = 0; i < 3000; ++i) {

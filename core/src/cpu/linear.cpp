@@ -28,23 +28,21 @@ std::int64_t column_tile(std::int64_t m, std::int64_t out) {
   return std::min(tile, out);
 }
 
-// Widens columns [c0, c0 + cols) of W into `buffer` laid out [cols, in] (row-major), i.e. W_tileᵀ.
+// Widens output columns [c0, c0 + cols) of W into `buffer`, keeping the stored orientation:
+// [cols, in] for out_in weights (their rows are contiguous), [in, cols] for in_out weights (one
+// contiguous run per input row). No transposition: scattered writes cost more than the GEMM.
 const float* widen_tile(const Linear& w, std::int64_t in, std::int64_t out, std::int64_t c0,
                         std::int64_t cols, std::vector<float>& buffer) {
   const std::size_t element = dtype_size(w.weight.dtype());
   const auto* base = static_cast<const unsigned char*>(w.weight.raw());
   buffer.resize(static_cast<std::size_t>(cols * in));
   if (w.layout == MatrixLayout::out_in) {
-    // Rows c0 … c0+cols of [out, in] are contiguous.
     to_float(w.weight.dtype(), base + static_cast<std::size_t>(c0 * in) * element, buffer.data(),
              static_cast<std::size_t>(cols * in));
   } else {
-    // Column slice of [in, out]: widen row by row, then transpose into [cols, in].
-    std::vector<float> row(static_cast<std::size_t>(cols));
     for (std::int64_t k = 0; k < in; ++k) {
-      to_float(w.weight.dtype(), base + static_cast<std::size_t>(k * out + c0) * element, row.data(),
-               static_cast<std::size_t>(cols));
-      for (std::int64_t c = 0; c < cols; ++c) buffer[static_cast<std::size_t>(c * in + k)] = row[c];
+      to_float(w.weight.dtype(), base + static_cast<std::size_t>(k * out + c0) * element,
+               buffer.data() + k * cols, static_cast<std::size_t>(cols));
     }
   }
   return buffer.data();
@@ -75,16 +73,15 @@ void linear(const float* x, std::int64_t m, const Linear& w, float* y) {
       const std::int64_t rows = std::min(kRowTile, m - r0);
       ConstStridedMap xs(x + r0 * in, rows, in, Eigen::OuterStride<>(in));
       StridedMap ys(y + r0 * out + c0, rows, cols, Eigen::OuterStride<>(out));
-      if (in_place_f32 && w.layout == MatrixLayout::in_out) {
-        ConstStridedMap ws(weights_f32 + c0, in, cols, Eigen::OuterStride<>(out));
-        ys.noalias() = xs * ws;
-      } else if (in_place_f32) {
-        ConstStridedMap ws(weights_f32 + c0 * in, cols, in, Eigen::OuterStride<>(in));
-        ys.noalias() = xs * ws.transpose();
+      // Either the weights in place (f32) or a widened copy of this tile's columns.
+      const bool in_out = w.layout == MatrixLayout::in_out;
+      const float* tile = in_place_f32 ? weights_f32 + (in_out ? c0 : c0 * in)
+                                       : widen_tile(w, in, out, c0, cols, buffer);
+      const std::int64_t stride = in_place_f32 ? (in_out ? out : in) : (in_out ? cols : in);
+      if (in_out) {
+        ys.noalias() = xs * ConstStridedMap(tile, in, cols, Eigen::OuterStride<>(stride));
       } else {
-        const float* tile = widen_tile(w, in, out, c0, cols, buffer);
-        ConstStridedMap ws(tile, cols, in, Eigen::OuterStride<>(in));
-        ys.noalias() = xs * ws.transpose();
+        ys.noalias() = xs * ConstStridedMap(tile, cols, in, Eigen::OuterStride<>(stride)).transpose();
       }
     }
   }

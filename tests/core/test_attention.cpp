@@ -20,7 +20,9 @@ namespace {
 
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-std::string seed_trace(std::uint64_t seed) { return "LWM_TEST_SEED=" + std::to_string(seed); }
+std::string seed_trace(std::uint64_t seed) {
+  return "LWM_TEST_SEED=" + std::to_string(seed);
+}
 
 struct Case {
   std::int64_t queries = 1, keys = 1;
@@ -34,10 +36,11 @@ struct Case {
 
   std::string describe() const {
     std::ostringstream s;
-    s << "queries " << queries << " keys " << keys << " heads " << heads << "/" << kv_heads << " head_dim "
-      << head_dim << " chunks " << query_chunk << "x" << key_chunk << (causal ? " causal" : " full")
-      << " offset " << query_offset << (query_segments.empty() ? "" : " segments") << " scale " << scale
-      << " stddev " << input_stddev;
+    s << "queries " << queries << " keys " << keys << " heads " << heads << "/" << kv_heads
+      << " head_dim " << head_dim << " chunks " << query_chunk << "x" << key_chunk
+      << (causal ? " causal" : " full") << " offset " << query_offset
+      << (query_segments.empty() ? "" : " segments") << " scale " << scale << " stddev "
+      << input_stddev;
     return s.str();
   }
 };
@@ -68,7 +71,8 @@ Reference naive_attention(const Case& c, const std::vector<float>& q, const std:
         if (!c.query_segments.empty()) ok = ok && c.query_segments[i] == c.key_segments[j];
         allowed[j] = ok;
         double dot = 0.0;
-        for (std::int64_t e = 0; e < d; ++e) dot += double{q[(i * c.heads + h) * d + e]} * k[(j * c.kv_heads + g) * d + e];
+        for (std::int64_t e = 0; e < d; ++e)
+          dot += double{q[(i * c.heads + h) * d + e]} * k[(j * c.kv_heads + g) * d + e];
         scores[j] = dot * scale;
         r.max_abs_logit = std::max(r.max_abs_logit, std::fabs(scores[j]));
         if (ok) max = std::max(max, scores[j]);
@@ -79,7 +83,8 @@ Reference naive_attention(const Case& c, const std::vector<float>& q, const std:
         if (!allowed[j]) continue;
         const double p = std::exp(scores[j] - max);
         sum += p;
-        for (std::int64_t e = 0; e < d; ++e) r.out[(i * c.heads + h) * d + e] += p * v[(j * c.kv_heads + g) * d + e];
+        for (std::int64_t e = 0; e < d; ++e)
+          r.out[(i * c.heads + h) * d + e] += p * v[(j * c.kv_heads + g) * d + e];
       }
       for (std::int64_t e = 0; e < d; ++e) r.out[(i * c.heads + h) * d + e] /= sum;
       r.lse[h * c.queries + i] = max + std::log(sum);
@@ -94,8 +99,10 @@ struct Inputs {
 
 Inputs random_inputs(const Case& c, std::mt19937_64& rng) {
   Inputs in;
-  in.q = test::random_normal(static_cast<std::size_t>(c.queries * c.heads * c.head_dim), rng, c.input_stddev);
-  in.k = test::random_normal(static_cast<std::size_t>(c.keys * c.kv_heads * c.head_dim), rng, c.input_stddev);
+  in.q = test::random_normal(static_cast<std::size_t>(c.queries * c.heads * c.head_dim), rng,
+                             c.input_stddev);
+  in.k = test::random_normal(static_cast<std::size_t>(c.keys * c.kv_heads * c.head_dim), rng,
+                             c.input_stddev);
   in.v = test::random_normal(static_cast<std::size_t>(c.keys * c.kv_heads * c.head_dim), rng);
   return in;
 }
@@ -112,33 +119,39 @@ AttentionOptions options_of(const Case& c) {
   return o;
 }
 
-AttentionShape shape_of(const Case& c) { return AttentionShape{c.heads, c.kv_heads, c.head_dim}; }
+AttentionShape shape_of(const Case& c) {
+  return AttentionShape{c.heads, c.kv_heads, c.head_dim};
+}
 
 // Tolerances. Scores carry float32 error of about sqrt(d)·u relative to their magnitude (≤ 1e-6
 // of max|logit|); an output row moves by that times the spread of v (|v| ≲ 5), and the float32
 // weighted sum adds ~1e-6. So outputs get 2e-5·(1 + max|logit|) absolute, LSE gets
 // 2e-6·(1 + max|logit|) + 1e-6·|lse|. A wrongly masked key among 257 moves an output by ~4e-3,
 // 40× the tolerance of ordinary cases.
-void expect_matches(const Case& c, const Reference& r, const std::vector<float>& out, const std::vector<float>& lse,
-                    const std::string& what) {
+void expect_matches(const Case& c, const Reference& r, const std::vector<float>& out,
+                    const std::vector<float>& lse, const std::string& what) {
   const double out_atol = 2e-5 * (1.0 + r.max_abs_logit);
   const double lse_atol = 2e-6 * (1.0 + r.max_abs_logit);
-  for (std::size_t i = 0; i < out.size(); ++i) ASSERT_TRUE(std::isfinite(out[i])) << what << " output " << i << " is " << out[i];
+  for (std::size_t i = 0; i < out.size(); ++i)
+    ASSERT_TRUE(std::isfinite(out[i])) << what << " output " << i << " is " << out[i];
   const test::Closeness co = test::compare(out.data(), r.out.data(), out.size(), out_atol, 1e-5);
   EXPECT_TRUE(co.ok) << what << ": output element " << co.worst_index << " (query "
-                     << co.worst_index / static_cast<std::size_t>(c.heads * c.head_dim) << ") is " << out[co.worst_index]
-                     << ", expected " << r.out[co.worst_index] << "; max abs error " << co.max_abs_error;
+                     << co.worst_index / static_cast<std::size_t>(c.heads * c.head_dim) << ") is "
+                     << out[co.worst_index] << ", expected " << r.out[co.worst_index]
+                     << "; max abs error " << co.max_abs_error;
   for (std::int64_t h = 0; h < c.heads; ++h) {
     for (std::int64_t i = 0; i < c.queries; ++i) {
       const std::size_t at = static_cast<std::size_t>(h * c.queries + i);
       const double expected = r.lse[at];
       if (expected == -INFINITY) {
-        ASSERT_TRUE(std::isinf(lse[at]) && lse[at] < 0) << what << ": head " << h << " query " << i
-                                                         << " has no allowed key, lse " << lse[at];
+        ASSERT_TRUE(std::isinf(lse[at]) && lse[at] < 0)
+            << what << ": head " << h << " query " << i << " has no allowed key, lse " << lse[at];
         for (std::int64_t e = 0; e < c.head_dim; ++e)
-          ASSERT_EQ(out[(i * c.heads + h) * c.head_dim + e], 0.0f) << what << ": empty row must be 0";
+          ASSERT_EQ(out[(i * c.heads + h) * c.head_dim + e], 0.0f)
+              << what << ": empty row must be 0";
       } else {
-        ASSERT_NEAR(lse[at], expected, lse_atol + 1e-6 * std::fabs(expected)) << what << ": lse head " << h << " query " << i;
+        ASSERT_NEAR(lse[at], expected, lse_atol + 1e-6 * std::fabs(expected))
+            << what << ": lse head " << h << " query " << i;
       }
     }
   }
@@ -150,14 +163,15 @@ void run_case(const Case& c, std::mt19937_64& rng) {
   const Reference r = naive_attention(c, in.q, in.k, in.v);
   // Outputs start as NaN so a row the kernel forgets to write shows up.
   std::vector<float> out(r.out.size(), kNaN), lse(r.lse.size(), kNaN);
-  blockwise_attention(in.q.data(), in.k.data(), in.v.data(), c.queries, c.keys, shape_of(c), options_of(c), out.data(),
-                      lse.data());
+  blockwise_attention(in.q.data(), in.k.data(), in.v.data(), c.queries, c.keys, shape_of(c),
+                      options_of(c), out.data(), lse.data());
   expect_matches(c, r, out, lse, "blockwise");
   // lse is optional: the same output without it.
   std::vector<float> out_only(r.out.size(), kNaN);
-  blockwise_attention(in.q.data(), in.k.data(), in.v.data(), c.queries, c.keys, shape_of(c), options_of(c),
-                      out_only.data(), nullptr);
-  const test::Closeness same = test::compare(out_only.data(), r.out.data(), out_only.size(), 2e-5 * (1.0 + r.max_abs_logit), 1e-5);
+  blockwise_attention(in.q.data(), in.k.data(), in.v.data(), c.queries, c.keys, shape_of(c),
+                      options_of(c), out_only.data(), nullptr);
+  const test::Closeness same = test::compare(out_only.data(), r.out.data(), out_only.size(),
+                                             2e-5 * (1.0 + r.max_abs_logit), 1e-5);
   EXPECT_TRUE(same.ok) << "without lse: element " << same.worst_index;
 }
 
@@ -195,8 +209,12 @@ std::vector<Case> generated_cases(std::mt19937_64& rng) {
       c.key_chunk = chunks[pick_chunk(rng)];
       c.queries = c.keys = tokens;
       switch (variant) {
-        case 0: c.causal = true; break;
-        case 1: c.causal = false; break;
+        case 0:
+          c.causal = true;
+          break;
+        case 1:
+          c.causal = false;
+          break;
         case 2:  // chunked prefill: the queries are the last rows of the keys
           c.causal = true;
           c.query_offset = pick_offset(rng);
@@ -376,7 +394,8 @@ TEST(MergeAttention, MergedPartsEqualTheWhole) {
       c.key_segments = packed_segments(c.keys, rng);
       c.query_segments.assign(c.key_segments.end() - c.queries, c.key_segments.end());
     }
-    if (trial == 11) c.input_stddev = 20.0f;  // LSEs in the hundreds: a naive e^{lse} overflows float
+    if (trial == 11)
+      c.input_stddev = 20.0f;  // LSEs in the hundreds: a naive e^{lse} overflows float
     SCOPED_TRACE(c.describe());
     const int parts = 2 + trial % 3;
     // Split points strictly inside [1, query_offset] so every part starts at or before the first
@@ -406,8 +425,8 @@ TEST(MergeAttention, MergedPartsEqualTheWhole) {
       o.query_offset = c.query_offset - begin;
       if (!c.key_segments.empty()) o.key_segments = c.key_segments.data() + begin;
       std::vector<float> out(whole.out.size(), kNaN), lse(whole.lse.size(), kNaN);
-      blockwise_attention(in.q.data(), in.k.data() + begin * kv_row, in.v.data() + begin * kv_row, c.queries,
-                          end - begin, shape, o, out.data(), lse.data());
+      blockwise_attention(in.q.data(), in.k.data() + begin * kv_row, in.v.data() + begin * kv_row,
+                          c.queries, end - begin, shape, o, out.data(), lse.data());
       if (out_a.empty()) {
         out_a = out;
         lse_a = lse;
@@ -430,11 +449,13 @@ TEST(MergeAttention, FormulaWithExtremeAndEmptyPartials) {
   const std::size_t n_out = static_cast<std::size_t>(queries * shape.num_heads * shape.head_dim);
   const std::size_t n_lse = static_cast<std::size_t>(queries * shape.num_heads);
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> out_a = test::random_normal(n_out, rng), out_b = test::random_normal(n_out, rng);
+  std::vector<float> out_a = test::random_normal(n_out, rng),
+                     out_b = test::random_normal(n_out, rng);
   std::vector<float> lse_a(n_lse), lse_b(n_lse);
-  const float pairs[][2] = {{0.0f, 0.0f},     {1.0f, -2.0f},    {1e4f, 1e4f - 3.0f}, {-1e4f, -1e4f + 1.0f},
-                            {-inf, 2.0f},     {2.0f, -inf},     {-inf, -inf},        {100.0f, -100.0f},
-                            {5e4f, 4.9e4f},   {-5.0f, 80.0f},   {3.0f, 3.0f + 1e-3f}, {88.0f, 89.0f}};
+  const float pairs[][2] = {{0.0f, 0.0f},          {1.0f, -2.0f},        {1e4f, 1e4f - 3.0f},
+                            {-1e4f, -1e4f + 1.0f}, {-inf, 2.0f},         {2.0f, -inf},
+                            {-inf, -inf},          {100.0f, -100.0f},    {5e4f, 4.9e4f},
+                            {-5.0f, 80.0f},        {3.0f, 3.0f + 1e-3f}, {88.0f, 89.0f}};
   for (std::size_t i = 0; i < n_lse; ++i) {
     lse_a[i] = pairs[i % std::size(pairs)][0];
     lse_b[i] = pairs[i % std::size(pairs)][1];
@@ -443,7 +464,8 @@ TEST(MergeAttention, FormulaWithExtremeAndEmptyPartials) {
   for (std::int64_t h = 0; h < shape.num_heads; ++h)
     for (std::int64_t i = 0; i < queries; ++i)
       for (std::int64_t e = 0; e < shape.head_dim; ++e) {
-        const std::size_t at = static_cast<std::size_t>((i * shape.num_heads + h) * shape.head_dim + e);
+        const std::size_t at =
+            static_cast<std::size_t>((i * shape.num_heads + h) * shape.head_dim + e);
         if (lse_a[h * queries + i] == -inf) out_a[at] = 0.0f;
         if (lse_b[h * queries + i] == -inf) out_b[at] = 0.0f;
       }
@@ -461,21 +483,23 @@ TEST(MergeAttention, FormulaWithExtremeAndEmptyPartials) {
       }
       expected_lse[h * queries + i] = lse;
       for (std::int64_t e = 0; e < shape.head_dim; ++e) {
-        const std::size_t at = static_cast<std::size_t>((i * shape.num_heads + h) * shape.head_dim + e);
+        const std::size_t at =
+            static_cast<std::size_t>((i * shape.num_heads + h) * shape.head_dim + e);
         expected_out[at] = wa * out_a[at] + wb * out_b[at];
       }
     }
   }
   merge_attention(out_a.data(), lse_a.data(), out_b.data(), lse_b.data(), queries, shape);
   const test::Closeness c = test::compare(out_a.data(), expected_out.data(), n_out, 1e-6, 1e-5);
-  EXPECT_TRUE(c.ok) << "output element " << c.worst_index << " is " << out_a[c.worst_index] << ", expected "
-                    << expected_out[c.worst_index];
+  EXPECT_TRUE(c.ok) << "output element " << c.worst_index << " is " << out_a[c.worst_index]
+                    << ", expected " << expected_out[c.worst_index];
   for (std::size_t i = 0; i < n_lse; ++i) {
     if (expected_lse[i] == -INFINITY) {
       EXPECT_TRUE(std::isinf(lse_a[i]) && lse_a[i] < 0) << "both empty: lse " << lse_a[i];
     } else {
       // 1 float ulp of |lse| ≤ 5e4 is 4e-3; allow two.
-      EXPECT_NEAR(lse_a[i], expected_lse[i], 1e-6 + 2.5e-7 * std::fabs(expected_lse[i])) << "lse " << i;
+      EXPECT_NEAR(lse_a[i], expected_lse[i], 1e-6 + 2.5e-7 * std::fabs(expected_lse[i]))
+          << "lse " << i;
     }
   }
 }

@@ -86,7 +86,8 @@ std::uint16_t round_with_table(float value, const std::vector<double>& magnitude
 std::vector<double> magnitudes(double (*value)(std::uint16_t), std::uint16_t inf_pattern,
                                double above_max) {
   std::vector<double> table;
-  for (std::uint32_t b = 0; b < inf_pattern; ++b) table.push_back(value(static_cast<std::uint16_t>(b)));
+  for (std::uint32_t b = 0; b < inf_pattern; ++b)
+    table.push_back(value(static_cast<std::uint16_t>(b)));
   table.push_back(above_max);
   return table;
 }
@@ -101,8 +102,12 @@ const std::vector<double>& f16_table() {
   return table;
 }
 
-bool bf16_is_nan(std::uint16_t b) { return (b & 0x7f80) == 0x7f80 && (b & 0x7f) != 0; }
-bool f16_is_nan(std::uint16_t h) { return (h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0; }
+bool bf16_is_nan(std::uint16_t b) {
+  return (b & 0x7f80) == 0x7f80 && (b & 0x7f) != 0;
+}
+bool f16_is_nan(std::uint16_t h) {
+  return (h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0;
+}
 
 // The floats a rounding test must see: every representable value of the target type, the exact
 // midpoints between neighbours (ties), one float ulp on either side of each midpoint, and both
@@ -168,7 +173,8 @@ TEST(DType, F16ToFloatIsExactForEveryPattern) {
 
 TEST(DType, FloatToBf16RoundsToNearestEvenAtEveryTie) {
   for (float p : rounding_probes(bf16_table())) {
-    ASSERT_EQ(float_to_bf16(p), round_with_table(p, bf16_table())) << p << " bits " << std::hex << bits_of(p);
+    ASSERT_EQ(float_to_bf16(p), round_with_table(p, bf16_table()))
+        << p << " bits " << std::hex << bits_of(p);
   }
 }
 
@@ -176,7 +182,8 @@ TEST(DType, FloatToF16RoundsToNearestEvenAtEveryTie) {
   // Includes 2^-25 (half the smallest subnormal: ties to 0), 65520 (halfway from the largest
   // finite value 65504 to 2^16: ties to infinity) and every subnormal.
   for (float p : rounding_probes(f16_table())) {
-    ASSERT_EQ(float_to_f16(p), round_with_table(p, f16_table())) << p << " bits " << std::hex << bits_of(p);
+    ASSERT_EQ(float_to_f16(p), round_with_table(p, f16_table()))
+        << p << " bits " << std::hex << bits_of(p);
   }
 }
 
@@ -206,7 +213,8 @@ TEST(DType, FloatToF16DenseSweep) {
   SCOPED_TRACE("LWM_TEST_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
   std::vector<std::uint32_t> patterns;
-  for (std::uint64_t bits = 0; bits <= 0xffffffffu; bits += 4099) patterns.push_back(static_cast<std::uint32_t>(bits));
+  for (std::uint64_t bits = 0; bits <= 0xffffffffu; bits += 4099)
+    patterns.push_back(static_cast<std::uint32_t>(bits));
   for (int i = 0; i < 200000; ++i) patterns.push_back(static_cast<std::uint32_t>(rng()));
   for (std::uint32_t bits : patterns) {
     const float f = float_from_bits(bits);
@@ -254,7 +262,8 @@ TEST(DType, BulkConversionsMatchElementwise) {
   std::mt19937_64 rng(seed);
   // Odd length so any vectorised path has a tail; values span many binades.
   std::vector<float> values = test::random_normal(1031, rng, 3.0f);
-  for (std::size_t i = 0; i < values.size(); i += 7) values[i] *= std::ldexp(1.0f, static_cast<int>(i % 40) - 20);
+  for (std::size_t i = 0; i < values.size(); i += 7)
+    values[i] *= std::ldexp(1.0f, static_cast<int>(i % 40) - 20);
   values.push_back(std::numeric_limits<float>::infinity());
   values.push_back(-0.0f);
   values.push_back(1e-30f);
@@ -408,7 +417,8 @@ TEST(Tensor, ToConvertsWithRoundingAndOwnsTheCopy) {
       const std::uint16_t expected =
           round_with_table(values[i], d == DType::bf16 ? bf16_table() : f16_table());
       ASSERT_EQ(stored[i], expected) << i;
-      ASSERT_EQ(static_cast<double>(widened[i]), d == DType::bf16 ? bf16_value(expected) : f16_value(expected));
+      ASSERT_EQ(static_cast<double>(widened[i]),
+                d == DType::bf16 ? bf16_value(expected) : f16_value(expected));
     }
     // And back: widening a bf16/f16 tensor to f32 is exact.
     const Tensor back = c.to(DType::f32);

@@ -11,13 +11,12 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "lwm/error.h"
 #include "lwm/kv_cache.h"
@@ -34,7 +33,9 @@ namespace {
 namespace fs = std::filesystem;
 using Matrix = std::vector<double>;  // row-major
 
-std::string seed_trace(std::uint64_t seed) { return "LWM_TEST_SEED=" + std::to_string(seed); }
+std::string seed_trace(std::uint64_t seed) {
+  return "LWM_TEST_SEED=" + std::to_string(seed);
+}
 
 // --- the reference model ----------------------------------------------------------------------
 
@@ -82,7 +83,8 @@ ReferenceWeights load_reference(const fs::path& dir) {
   if (c.tie_word_embeddings) {
     w.lm_head.resize(static_cast<std::size_t>(hidden * c.vocab_size));
     for (std::int64_t v = 0; v < c.vocab_size; ++v)
-      for (std::int64_t h = 0; h < hidden; ++h) w.lm_head[h * c.vocab_size + v] = w.embedding[v * hidden + h];
+      for (std::int64_t h = 0; h < hidden; ++h)
+        w.lm_head[h * c.vocab_size + v] = w.embedding[v * hidden + h];
   } else {
     w.lm_head = fetch(store.tensor("lm_head.kernel"), {hidden, c.vocab_size});
   }
@@ -94,9 +96,12 @@ ReferenceWeights load_reference(const fs::path& dir) {
     layer.wk = fetch(layer_tensor(store, l, "attention.wk.kernel"), {hidden, kv_width});
     layer.wv = fetch(layer_tensor(store, l, "attention.wv.kernel"), {hidden, kv_width});
     layer.wo = fetch(layer_tensor(store, l, "attention.wo.kernel"), {hidden, hidden});
-    layer.w1 = fetch(layer_tensor(store, l, "feed_forward.w1.kernel"), {hidden, c.intermediate_size});
-    layer.w3 = fetch(layer_tensor(store, l, "feed_forward.w3.kernel"), {hidden, c.intermediate_size});
-    layer.w2 = fetch(layer_tensor(store, l, "feed_forward.w2.kernel"), {c.intermediate_size, hidden});
+    layer.w1 =
+        fetch(layer_tensor(store, l, "feed_forward.w1.kernel"), {hidden, c.intermediate_size});
+    layer.w3 =
+        fetch(layer_tensor(store, l, "feed_forward.w3.kernel"), {hidden, c.intermediate_size});
+    layer.w2 =
+        fetch(layer_tensor(store, l, "feed_forward.w2.kernel"), {c.intermediate_size, hidden});
     w.layers.push_back(std::move(layer));
   }
   return w;
@@ -114,7 +119,8 @@ Matrix matmul(const Matrix& x, std::int64_t n, std::int64_t in, const Matrix& w,
 }
 
 // §1.2: x · rsqrt(mean(x²) + eps) · weight, per row.
-Matrix rms_norm(const Matrix& x, std::int64_t n, std::int64_t width, const std::vector<double>& weight, double eps) {
+Matrix rms_norm(const Matrix& x, std::int64_t n, std::int64_t width,
+                const std::vector<double>& weight, double eps) {
   Matrix y(x.size());
   for (std::int64_t r = 0; r < n; ++r) {
     double mean_square = 0.0;
@@ -129,11 +135,13 @@ enum class ReferencePairing { interleaved, half_by_mistake };
 
 // §1.3: float32 inverse frequencies, angle rounded once to float32, cos/sin in double. Rotates
 // x = [n, heads, d] in place at positions 0 … n−1.
-void rope(Matrix& x, std::int64_t n, std::int64_t heads, std::int64_t d, double theta, ReferencePairing pairing) {
+void rope(Matrix& x, std::int64_t n, std::int64_t heads, std::int64_t d, double theta,
+          ReferencePairing pairing) {
   const float theta32 = static_cast<float>(theta);
   for (std::int64_t i = 0; i < d / 2; ++i) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(d);
-    const float inv = 1.0f / static_cast<float>(std::pow(static_cast<double>(theta32), static_cast<double>(exponent)));
+    const float inv = 1.0f / static_cast<float>(std::pow(static_cast<double>(theta32),
+                                                         static_cast<double>(exponent)));
     for (std::int64_t t = 0; t < n; ++t) {
       const double angle = static_cast<float>(static_cast<double>(t) * inv);
       const double c = std::cos(angle), s = std::sin(angle);
@@ -156,11 +164,13 @@ Matrix reference_forward(const ReferenceWeights& w, const std::vector<std::int32
                          ReferencePairing pairing = ReferencePairing::interleaved) {
   const ModelConfig& c = w.config;
   const auto n = static_cast<std::int64_t>(tokens.size());
-  const std::int64_t hidden = c.hidden_size, d = c.head_dim(), heads = c.num_heads, kv_heads = c.num_kv_heads;
+  const std::int64_t hidden = c.hidden_size, d = c.head_dim(), heads = c.num_heads,
+                     kv_heads = c.num_kv_heads;
   const std::int64_t inner = c.intermediate_size, group = heads / kv_heads;
   Matrix h(static_cast<std::size_t>(n * hidden));
   for (std::int64_t t = 0; t < n; ++t)
-    for (std::int64_t i = 0; i < hidden; ++i) h[t * hidden + i] = w.embedding[tokens[t] * hidden + i];
+    for (std::int64_t i = 0; i < hidden; ++i)
+      h[t * hidden + i] = w.embedding[tokens[t] * hidden + i];
   for (const ReferenceWeights::Layer& layer : w.layers) {
     const Matrix a = rms_norm(h, n, hidden, layer.attention_norm, c.rms_norm_eps);
     Matrix q = matmul(a, n, hidden, layer.wq, heads * d);
@@ -177,7 +187,8 @@ Matrix reference_forward(const ReferenceWeights& w, const std::vector<std::int32
         double max = -INFINITY;
         for (std::int64_t j = 0; j <= t; ++j) {
           double dot = 0.0;
-          for (std::int64_t e = 0; e < d; ++e) dot += q[(t * heads + head) * d + e] * k[(j * kv_heads + g) * d + e];
+          for (std::int64_t e = 0; e < d; ++e)
+            dot += q[(t * heads + head) * d + e] * k[(j * kv_heads + g) * d + e];
           p[j] = dot * scale;
           max = std::max(max, p[j]);
         }
@@ -194,7 +205,8 @@ Matrix reference_forward(const ReferenceWeights& w, const std::vector<std::int32
     const Matrix gate = matmul(f, n, hidden, layer.w1, inner);  // w1 = gate
     const Matrix up = matmul(f, n, hidden, layer.w3, inner);    // w3 = up
     Matrix act(gate.size());
-    for (std::size_t i = 0; i < act.size(); ++i) act[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
+    for (std::size_t i = 0; i < act.size(); ++i)
+      act[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
     const Matrix down = matmul(act, n, inner, layer.w2, hidden);  // w2 = down
     for (std::size_t i = 0; i < h.size(); ++i) h[i] += down[i];
   }
@@ -224,7 +236,8 @@ ModelConfig tiny_config(std::int64_t kv_heads, DType dtype, double theta) {
 
 // init_std 0.2 (not LWM's 0.02) so that with hidden 64 attention logits have a spread of a few
 // units: the softmax is far from uniform and a wrong position, mask or pairing changes the logits
-// by O(1) instead of hiding below the tolerance. Norm weights are 1 ± 0.2 so that each norm matters.
+// by O(1) instead of hiding below the tolerance. Norm weights are 1 ± 0.2 so that each norm
+// matters.
 void make_model(const fs::path& dir, const ModelConfig& config, DType dtype, std::uint64_t seed) {
   ModelMakerOptions options;
   options.config = config;
@@ -250,14 +263,16 @@ std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab, std::
 constexpr double kLogitAtol = 2e-4;
 constexpr double kLogitRtol = 1e-4;
 
-void expect_logits(const std::vector<float>& actual, const Matrix& expected, std::size_t first_row, std::size_t rows,
-                   std::int64_t vocab, const std::string& what) {
+void expect_logits(const std::vector<float>& actual, const Matrix& expected, std::size_t first_row,
+                   std::size_t rows, std::int64_t vocab, const std::string& what) {
   ASSERT_EQ(actual.size(), rows * static_cast<std::size_t>(vocab)) << what;
-  const test::Closeness c =
-      test::compare(actual.data(), expected.data() + first_row * vocab, actual.size(), kLogitAtol, kLogitRtol);
-  EXPECT_TRUE(c.ok) << what << ": row " << first_row + c.worst_index / static_cast<std::size_t>(vocab) << " token "
-                    << c.worst_index % static_cast<std::size_t>(vocab) << " logit " << actual[c.worst_index]
-                    << ", expected " << expected[first_row * vocab + c.worst_index] << " (max abs error "
+  const test::Closeness c = test::compare(actual.data(), expected.data() + first_row * vocab,
+                                          actual.size(), kLogitAtol, kLogitRtol);
+  EXPECT_TRUE(c.ok) << what << ": row "
+                    << first_row + c.worst_index / static_cast<std::size_t>(vocab) << " token "
+                    << c.worst_index % static_cast<std::size_t>(vocab) << " logit "
+                    << actual[c.worst_index] << ", expected "
+                    << expected[first_row * vocab + c.worst_index] << " (max abs error "
                     << c.max_abs_error << ")";
 }
 
@@ -275,8 +290,11 @@ struct ModelCase {
   double theta;
 };
 
-const ModelCase kModelCases[] = {
-    {4, DType::f32, 1e4}, {2, DType::f32, 1e6}, {4, DType::bf16, 1e4}, {2, DType::bf16, 5e7}, {1, DType::f16, 1e4}};
+const ModelCase kModelCases[] = {{4, DType::f32, 1e4},
+                                 {2, DType::f32, 1e6},
+                                 {4, DType::bf16, 1e4},
+                                 {2, DType::bf16, 5e7},
+                                 {1, DType::f16, 1e4}};
 
 std::string describe(const ModelCase& m) {
   return std::string(dtype_name(m.dtype)) + " kv_heads " + std::to_string(m.kv_heads) + " theta " +
@@ -299,7 +317,8 @@ TEST(Model, ForwardMatchesFp64Reference) {
     expect_logits(full_forward(*model, tokens), expected, 0, tokens.size(), 97, "full forward");
     // Small attention chunks run the blockwise path with many partial blocks inside the model.
     const auto chunked = Model::load(tmp / "model", ModelRuntimeOptions{3, 5});
-    expect_logits(full_forward(*chunked, tokens), expected, 0, tokens.size(), 97, "attention chunks 3x5");
+    expect_logits(full_forward(*chunked, tokens), expected, 0, tokens.size(), 97,
+                  "attention chunks 3x5");
   }
 }
 
@@ -316,7 +335,8 @@ TEST(Model, ToleranceIsTightEnoughToSeeAWrongPairing) {
   const Matrix right = reference_forward(weights, tokens);
   const Matrix wrong = reference_forward(weights, tokens, ReferencePairing::half_by_mistake);
   double max_difference = 0.0;
-  for (std::size_t i = 0; i < right.size(); ++i) max_difference = std::max(max_difference, std::fabs(right[i] - wrong[i]));
+  for (std::size_t i = 0; i < right.size(); ++i)
+    max_difference = std::max(max_difference, std::fabs(right[i] - wrong[i]));
   EXPECT_GT(max_difference, 50 * (kLogitAtol + kLogitRtol * 5.0));
 }
 
@@ -333,7 +353,8 @@ Tensor transposed(const Tensor& src, const std::vector<std::int64_t>& row_order 
   // dst row r_out takes source column row_order[r_out] (identity when empty).
   for (std::int64_t r_out = 0; r_out < cols; ++r_out) {
     const std::int64_t column = row_order.empty() ? r_out : row_order[r_out];
-    for (std::int64_t i = 0; i < rows; ++i) std::memcpy(out + (r_out * rows + i) * size, in + (i * cols + column) * size, size);
+    for (std::int64_t i = 0; i < rows; ++i)
+      std::memcpy(out + (r_out * rows + i) * size, in + (i * cols + column) * size, size);
   }
   return dst;
 }
@@ -360,16 +381,25 @@ void write_hf_copy(const fs::path& jax_dir, const fs::path& hf_dir) {
   for (std::int64_t l = 0; l < config.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     tensors.emplace_back(p + "self_attn.q_proj.weight",
-                         transposed(layer_tensor(store, l, "attention.wq.kernel"), rotate_half_order(config.num_heads, d)));
-    tensors.emplace_back(p + "self_attn.k_proj.weight", transposed(layer_tensor(store, l, "attention.wk.kernel"),
-                                                                   rotate_half_order(config.num_kv_heads, d)));
-    tensors.emplace_back(p + "self_attn.v_proj.weight", transposed(layer_tensor(store, l, "attention.wv.kernel")));
-    tensors.emplace_back(p + "self_attn.o_proj.weight", transposed(layer_tensor(store, l, "attention.wo.kernel")));
-    tensors.emplace_back(p + "mlp.gate_proj.weight", transposed(layer_tensor(store, l, "feed_forward.w1.kernel")));
-    tensors.emplace_back(p + "mlp.up_proj.weight", transposed(layer_tensor(store, l, "feed_forward.w3.kernel")));
-    tensors.emplace_back(p + "mlp.down_proj.weight", transposed(layer_tensor(store, l, "feed_forward.w2.kernel")));
-    tensors.emplace_back(p + "input_layernorm.weight", layer_tensor(store, l, "attention_norm.kernel"));
-    tensors.emplace_back(p + "post_attention_layernorm.weight", layer_tensor(store, l, "ffn_norm.kernel"));
+                         transposed(layer_tensor(store, l, "attention.wq.kernel"),
+                                    rotate_half_order(config.num_heads, d)));
+    tensors.emplace_back(p + "self_attn.k_proj.weight",
+                         transposed(layer_tensor(store, l, "attention.wk.kernel"),
+                                    rotate_half_order(config.num_kv_heads, d)));
+    tensors.emplace_back(p + "self_attn.v_proj.weight",
+                         transposed(layer_tensor(store, l, "attention.wv.kernel")));
+    tensors.emplace_back(p + "self_attn.o_proj.weight",
+                         transposed(layer_tensor(store, l, "attention.wo.kernel")));
+    tensors.emplace_back(p + "mlp.gate_proj.weight",
+                         transposed(layer_tensor(store, l, "feed_forward.w1.kernel")));
+    tensors.emplace_back(p + "mlp.up_proj.weight",
+                         transposed(layer_tensor(store, l, "feed_forward.w3.kernel")));
+    tensors.emplace_back(p + "mlp.down_proj.weight",
+                         transposed(layer_tensor(store, l, "feed_forward.w2.kernel")));
+    tensors.emplace_back(p + "input_layernorm.weight",
+                         layer_tensor(store, l, "attention_norm.kernel"));
+    tensors.emplace_back(p + "post_attention_layernorm.weight",
+                         layer_tensor(store, l, "ffn_norm.kernel"));
   }
   fs::create_directories(hf_dir);
   write_safetensors(hf_dir / "model.safetensors", tensors, {{"format", "pt"}});
@@ -446,7 +476,8 @@ TEST(Model, ChunkedPrefillWithOddChunksMatchesFullForward) {
         std::vector<float> logits;
         const bool all = step++ % 2 == 0;
         model->forward(part, cache, all ? LogitsFor::all : LogitsFor::last, &logits);
-        const std::string what = "chunk at " + std::to_string(done) + " of " + std::to_string(chunk);
+        const std::string what =
+            "chunk at " + std::to_string(done) + " of " + std::to_string(chunk);
         if (all) {
           expect_logits(logits, expected, done, chunk, 97, what);
         } else {
@@ -500,13 +531,14 @@ TEST(Model, ForwardBeyondCacheCapacityThrows) {
 
 // Runs tests/python/numpy_reference.py (numpy in float64, written without looking at the C++) and
 // returns its logits.
-Matrix numpy_logits(const fs::path& model_dir, const std::vector<std::int32_t>& tokens, const fs::path& out_json) {
+Matrix numpy_logits(const fs::path& model_dir, const std::vector<std::int32_t>& tokens,
+                    const fs::path& out_json) {
   std::string token_list;
   for (std::int32_t t : tokens) token_list += (token_list.empty() ? "" : ",") + std::to_string(t);
   const fs::path script = test::source_dir() / "tests/python/numpy_reference.py";
-  const test::CommandResult run = test::run_command("'" + test::test_python().string() + "' '" + script.string() +
-                                                    "' '" + model_dir.string() + "' " + token_list + " '" +
-                                                    out_json.string() + "'");
+  const test::CommandResult run =
+      test::run_command("'" + test::test_python().string() + "' '" + script.string() + "' '" +
+                        model_dir.string() + "' " + token_list + " '" + out_json.string() + "'");
   EXPECT_EQ(run.exit_code, 0) << run.output;
   if (run.exit_code != 0) return {};
   std::ifstream in(out_json);
@@ -520,7 +552,8 @@ Matrix numpy_logits(const fs::path& model_dir, const std::vector<std::int32_t>& 
 TEST(Model, MatchesIndependentNumpyReference) {
   if (!fs::exists(test::test_python())) {
     FAIL() << "no test Python at " << test::test_python()
-           << "; run `bash packaging/install-deps.sh --tests` (or configure with -DLWM_TEST_PYTHON=<python with numpy "
+           << "; run `bash packaging/install-deps.sh --tests` (or configure with "
+              "-DLWM_TEST_PYTHON=<python with numpy "
               "and safetensors>)";
   }
   const std::uint64_t seed = test::test_seed();
@@ -534,12 +567,15 @@ TEST(Model, MatchesIndependentNumpyReference) {
   const Matrix cpp_reference = reference_forward(load_reference(tmp / "jax"), tokens);
   for (const char* convention : {"jax", "hf"}) {
     SCOPED_TRACE(convention);
-    const Matrix numpy = numpy_logits(tmp / convention, tokens, tmp / (std::string(convention) + ".json"));
+    const Matrix numpy =
+        numpy_logits(tmp / convention, tokens, tmp / (std::string(convention) + ".json"));
     ASSERT_EQ(numpy.size(), tokens.size() * 97);
-    expect_logits(full_forward(*Model::load(tmp / convention), tokens), numpy, 0, tokens.size(), 97, "engine vs numpy");
+    expect_logits(full_forward(*Model::load(tmp / convention), tokens), numpy, 0, tokens.size(), 97,
+                  "engine vs numpy");
     // Two independent fp64 references agree to double rounding (1e-9 leaves room for exp/log).
     double worst = 0.0;
-    for (std::size_t i = 0; i < numpy.size(); ++i) worst = std::max(worst, std::fabs(numpy[i] - cpp_reference[i]));
+    for (std::size_t i = 0; i < numpy.size(); ++i)
+      worst = std::max(worst, std::fabs(numpy[i] - cpp_reference[i]));
     EXPECT_LT(worst, 1e-9) << "the C++ and numpy fp64 references disagree";
   }
 }

@@ -20,7 +20,9 @@ namespace {
 
 constexpr double kFloatEps = 1.0 / (1 << 24);  // unit roundoff of float32 (2^-24)
 
-std::string seed_trace(std::uint64_t seed) { return "LWM_TEST_SEED=" + std::to_string(seed); }
+std::string seed_trace(std::uint64_t seed) {
+  return "LWM_TEST_SEED=" + std::to_string(seed);
+}
 
 // Checks |actual − expected| ≤ bound[i] for every element, reporting the worst.
 void expect_within(const std::vector<float>& actual, const std::vector<double>& expected,
@@ -40,13 +42,14 @@ void expect_within(const std::vector<float>& actual, const std::vector<double>& 
                         << ", expected " << expected[worst_index] << " ± " << bound[worst_index];
 }
 
-void expect_close(const std::vector<float>& actual, const std::vector<double>& expected, double atol,
-                  double rtol, const std::string& what) {
+void expect_close(const std::vector<float>& actual, const std::vector<double>& expected,
+                  double atol, double rtol, const std::string& what) {
   ASSERT_EQ(actual.size(), expected.size()) << what;
-  const test::Closeness c = test::compare(actual.data(), expected.data(), actual.size(), atol, rtol);
-  EXPECT_TRUE(c.ok) << what << ": worst element " << c.worst_index << " is " << actual[c.worst_index]
-                    << ", expected " << expected[c.worst_index] << " (ratio " << c.worst_ratio
-                    << ", max abs error " << c.max_abs_error << ")";
+  const test::Closeness c =
+      test::compare(actual.data(), expected.data(), actual.size(), atol, rtol);
+  EXPECT_TRUE(c.ok) << what << ": worst element " << c.worst_index << " is "
+                    << actual[c.worst_index] << ", expected " << expected[c.worst_index]
+                    << " (ratio " << c.worst_ratio << ", max abs error " << c.max_abs_error << ")";
 }
 
 // --- linear -----------------------------------------------------------------------------------
@@ -59,8 +62,8 @@ TEST(Linear, MatchesFp64ForBothLayoutsAndAllStorageTypes) {
   const std::uint64_t seed = test::test_seed();
   SCOPED_TRACE(seed_trace(seed));
   std::mt19937_64 rng(seed);
-  const std::vector<LinearCase> cases = {{1, 1, 1},    {1, 7, 65},   {3, 65, 7},    {17, 257, 65},
-                                         {64, 65, 257}, {3, 257, 1}, {17, 1, 257},  {64, 7, 7},
+  const std::vector<LinearCase> cases = {{1, 1, 1},     {1, 7, 65},   {3, 65, 7},   {17, 257, 65},
+                                         {64, 65, 257}, {3, 257, 1},  {17, 1, 257}, {64, 7, 7},
                                          {1, 257, 257}, {64, 128, 96}};
   for (const LinearCase& c : cases) {
     for (DType dtype : {DType::f32, DType::bf16, DType::f16}) {
@@ -70,7 +73,8 @@ TEST(Linear, MatchesFp64ForBothLayoutsAndAllStorageTypes) {
                                  (layout == MatrixLayout::in_out ? " in_out" : " out_in");
         SCOPED_TRACE(what);
         const std::vector<float> x = test::random_normal(static_cast<std::size_t>(c.m * c.in), rng);
-        const Shape shape = layout == MatrixLayout::in_out ? Shape{c.in, c.out} : Shape{c.out, c.in};
+        const Shape shape =
+            layout == MatrixLayout::in_out ? Shape{c.in, c.out} : Shape{c.out, c.in};
         const std::vector<float> w_values =
             test::random_normal(static_cast<std::size_t>(c.in * c.out), rng, 0.5f);
         Linear w{Tensor::from_floats(shape, w_values).to(dtype), layout};
@@ -97,7 +101,8 @@ TEST(Linear, MatchesFp64ForBothLayoutsAndAllStorageTypes) {
             // typically sqrt(k)·u·Σ|terms|; 4·sqrt(k) + 4 ulps of Σ|terms| leaves headroom for any
             // summation order (blocked, pairwise, FMA) while a bf16 rounding of x or of the
             // result (2^-9 relative) would be 100× over.
-            bound[r * c.out + o] = (4.0 * std::sqrt(static_cast<double>(c.in)) + 4.0) * kFloatEps * magnitude + 1e-30;
+            bound[r * c.out + o] =
+                (4.0 * std::sqrt(static_cast<double>(c.in)) + 4.0) * kFloatEps * magnitude + 1e-30;
           }
         }
         std::vector<float> y(expected.size(), std::numeric_limits<float>::quiet_NaN());
@@ -115,7 +120,8 @@ TEST(Linear, WorksOnSlicedViews) {
   SCOPED_TRACE(seed_trace(seed));
   std::mt19937_64 rng(seed);
   const std::int64_t layers = 3, in = 9, out = 5, m = 4;
-  const std::vector<float> all = test::random_normal(static_cast<std::size_t>(layers * in * out), rng);
+  const std::vector<float> all =
+      test::random_normal(static_cast<std::size_t>(layers * in * out), rng);
   const Tensor stacked = Tensor::from_floats({layers, in, out}, all).to(DType::bf16);
   const std::vector<float> widened = stacked.to_floats();
   const std::vector<float> x = test::random_normal(static_cast<std::size_t>(m * in), rng);
@@ -124,7 +130,9 @@ TEST(Linear, WorksOnSlicedViews) {
     std::vector<double> expected(static_cast<std::size_t>(m * out), 0.0);
     for (std::int64_t r = 0; r < m; ++r)
       for (std::int64_t o = 0; o < out; ++o)
-        for (std::int64_t i = 0; i < in; ++i) expected[r * out + o] += x[r * in + i] * static_cast<double>(widened[(l * in + i) * out + o]);
+        for (std::int64_t i = 0; i < in; ++i)
+          expected[r * out + o] +=
+              x[r * in + i] * static_cast<double>(widened[(l * in + i) * out + o]);
     std::vector<float> y(expected.size());
     cpu::linear(x.data(), m, w, y.data());
     expect_close(y, expected, 1e-5, 1e-5, "layer " + std::to_string(l));
@@ -144,8 +152,10 @@ TEST(RmsNorm, MatchesFp64) {
     for (std::int64_t n : {1, 7, 64, 257}) {
       for (DType dtype : {DType::f32, DType::bf16, DType::f16}) {
         const std::int64_t m = 5;
-        SCOPED_TRACE("n=" + std::to_string(n) + " scale=" + std::to_string(scale) + " " + dtype_name(dtype));
-        const std::vector<float> x = test::random_normal(static_cast<std::size_t>(m * n), rng, scale);
+        SCOPED_TRACE("n=" + std::to_string(n) + " scale=" + std::to_string(scale) + " " +
+                     dtype_name(dtype));
+        const std::vector<float> x =
+            test::random_normal(static_cast<std::size_t>(m * n), rng, scale);
         std::vector<float> w_values = test::random_normal(static_cast<std::size_t>(n), rng, 0.3f);
         for (float& v : w_values) v += 1.0f;
         const Tensor weight = Tensor::from_floats({n}, w_values).to(dtype);
@@ -153,7 +163,8 @@ TEST(RmsNorm, MatchesFp64) {
         std::vector<double> expected(x.size());
         for (std::int64_t r = 0; r < m; ++r) {
           double mean_square = 0.0;
-          for (std::int64_t i = 0; i < n; ++i) mean_square += static_cast<double>(x[r * n + i]) * x[r * n + i];
+          for (std::int64_t i = 0; i < n; ++i)
+            mean_square += static_cast<double>(x[r * n + i]) * x[r * n + i];
           mean_square /= static_cast<double>(n);
           const double inv = 1.0 / std::sqrt(mean_square + static_cast<double>(eps));
           for (std::int64_t i = 0; i < n; ++i) expected[r * n + i] = x[r * n + i] * inv * w[i];
@@ -162,7 +173,8 @@ TEST(RmsNorm, MatchesFp64) {
         cpu::rms_norm(x.data(), m, n, weight, eps, y.data());
         // Outputs are O(1); the float32 sum of squares, rsqrt and two products each cost a few
         // ulps (sqrt(n)·u for the sum): 2e-6 relative, 1e-6 absolute near zero.
-        expect_close(y, expected, 1e-6, 2e-6 * (1.0 + std::sqrt(static_cast<double>(n)) / 4.0), "rms_norm");
+        expect_close(y, expected, 1e-6, 2e-6 * (1.0 + std::sqrt(static_cast<double>(n)) / 4.0),
+                     "rms_norm");
       }
     }
   }
@@ -263,7 +275,8 @@ TEST(Softmax, MatchesFp64WithLargeValuesAndMaskedEntries) {
       for (std::int64_t i = 0; i < n; ++i) max = std::max(max, static_cast<double>(x[r * n + i]));
       double sum = 0.0;
       for (std::int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[r * n + i]) - max);
-      for (std::int64_t i = 0; i < n; ++i) expected[r * n + i] = std::exp(static_cast<double>(x[r * n + i]) - max) / sum;
+      for (std::int64_t i = 0; i < n; ++i)
+        expected[r * n + i] = std::exp(static_cast<double>(x[r * n + i]) - max) / sum;
     }
     std::vector<float> y = x;
     cpu::softmax(y.data(), m, n);
@@ -286,7 +299,8 @@ TEST(AddInplace, IsExactlyRoundedSum) {
     std::vector<float> expected(n);
     // Double rounding through double is harmless for one float addition (53 ≥ 2·24 + 2), so the
     // correctly rounded float sum is exactly this.
-    for (std::size_t i = 0; i < n; ++i) expected[i] = static_cast<float>(static_cast<double>(y[i]) + x[i]);
+    for (std::size_t i = 0; i < n; ++i)
+      expected[i] = static_cast<float>(static_cast<double>(y[i]) + x[i]);
     cpu::add_inplace(y.data(), x.data(), static_cast<std::int64_t>(n));
     EXPECT_EQ(y, expected) << "n=" << n;
   }

@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <cstdint>
 #include <limits>
 #include <random>
 #include <string>
@@ -19,7 +19,9 @@
 namespace lwm {
 namespace {
 
-std::string seed_trace(std::uint64_t seed) { return "LWM_TEST_SEED=" + std::to_string(seed); }
+std::string seed_trace(std::uint64_t seed) {
+  return "LWM_TEST_SEED=" + std::to_string(seed);
+}
 
 // inv_freq[i] = 1 / theta^(float32(2i) / d), every step rounded to float32 as JAX does it in a
 // float32 program. std::pow in double rounded once is at least as accurate as XLA's float pow.
@@ -28,7 +30,8 @@ std::vector<float> reference_inverse_frequencies(std::int64_t head_dim, double t
   const float theta32 = static_cast<float>(theta);
   for (std::int64_t i = 0; i < head_dim / 2; ++i) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
-    const float power = static_cast<float>(std::pow(static_cast<double>(theta32), static_cast<double>(exponent)));
+    const float power =
+        static_cast<float>(std::pow(static_cast<double>(theta32), static_cast<double>(exponent)));
     inv[static_cast<std::size_t>(i)] = 1.0f / power;
   }
   return inv;
@@ -45,7 +48,8 @@ std::int64_t ulp_distance(float a, float b) {
 std::vector<std::int64_t> test_positions(std::mt19937_64& rng) {
   std::vector<std::int64_t> positions;
   for (std::int64_t t = 0; t < 40; ++t) positions.push_back(t);
-  for (std::int64_t p : {127, 128, 4095, 4096, 32767, 32768, 131071, 524287, 1000000, 1048575}) positions.push_back(p);
+  for (std::int64_t p : {127, 128, 4095, 4096, 32767, 32768, 131071, 524287, 1000000, 1048575})
+    positions.push_back(p);
   std::uniform_int_distribution<std::int64_t> any(0, 1048575);
   for (int i = 0; i < 40; ++i) positions.push_back(any(rng));
   return positions;
@@ -65,7 +69,8 @@ TEST(Rope, InverseFrequenciesFollowTheFloat32Recipe) {
         // recipe; a double-precision table would still agree here, which is why the angle test
         // below also pins the float32 rounding of t·inv_freq.
         EXPECT_LE(ulp_distance(actual[i], expected[i]), 2)
-            << "theta " << theta << " d " << d << " i " << i << ": " << actual[i] << " vs " << expected[i];
+            << "theta " << theta << " d " << d << " i " << i << ": " << actual[i] << " vs "
+            << expected[i];
       }
     }
   }
@@ -82,7 +87,8 @@ TEST(Rope, AnglesAreCosSinOfTheFloat32RoundedAngle) {
       const RotaryEmbedding rope(d, theta, RopePairing::interleaved);
       const std::vector<float>& inv = rope.inverse_frequencies();
       const std::size_t half = static_cast<std::size_t>(d / 2);
-      std::vector<float> cos_table(positions.size() * half, NAN), sin_table(positions.size() * half, NAN);
+      std::vector<float> cos_table(positions.size() * half, NAN),
+          sin_table(positions.size() * half, NAN);
       rope.angles(positions, cos_table.data(), sin_table.data());
       double worst = 0.0;
       for (std::size_t p = 0; p < positions.size(); ++p) {
@@ -91,13 +97,17 @@ TEST(Rope, AnglesAreCosSinOfTheFloat32RoundedAngle) {
           // that float32 angle. At t ≈ 1e6 skipping the rounding moves the angle by up to
           // 1e6·2^-24 ≈ 0.06 rad, far beyond the 4e-7 allowed here (a couple of float ulps of a
           // value ≤ 1, for a cos/sin evaluated in float32 with proper range reduction).
-          const float angle = static_cast<float>(static_cast<double>(positions[p]) * static_cast<double>(inv[i]));
-          const double c = std::cos(static_cast<double>(angle)), s = std::sin(static_cast<double>(angle));
-          const double ec = std::fabs(cos_table[p * half + i] - c), es = std::fabs(sin_table[p * half + i] - s);
+          const float angle =
+              static_cast<float>(static_cast<double>(positions[p]) * static_cast<double>(inv[i]));
+          const double c = std::cos(static_cast<double>(angle)),
+                       s = std::sin(static_cast<double>(angle));
+          const double ec = std::fabs(cos_table[p * half + i] - c),
+                       es = std::fabs(sin_table[p * half + i] - s);
           worst = std::max({worst, ec, es});
-          ASSERT_LE(std::max(ec, es), 4e-7) << "position " << positions[p] << " pair " << i << " angle " << angle
-                                            << ": cos " << cos_table[p * half + i] << " vs " << c << ", sin "
-                                            << sin_table[p * half + i] << " vs " << s;
+          ASSERT_LE(std::max(ec, es), 4e-7)
+              << "position " << positions[p] << " pair " << i << " angle " << angle << ": cos "
+              << cos_table[p * half + i] << " vs " << c << ", sin " << sin_table[p * half + i]
+              << " vs " << s;
         }
       }
     }
@@ -105,8 +115,9 @@ TEST(Rope, AnglesAreCosSinOfTheFloat32RoundedAngle) {
 }
 
 // y[2i] = x[2i]·c − x[2i+1]·s, y[2i+1] = x[2i]·s + x[2i+1]·c (spec §1.3), per token and head.
-std::vector<double> rotate_interleaved(const std::vector<float>& x, std::int64_t tokens, std::int64_t heads,
-                                       std::int64_t d, const std::vector<float>& cos_table,
+std::vector<double> rotate_interleaved(const std::vector<float>& x, std::int64_t tokens,
+                                       std::int64_t heads, std::int64_t d,
+                                       const std::vector<float>& cos_table,
                                        const std::vector<float>& sin_table) {
   std::vector<double> y(x.size());
   for (std::int64_t t = 0; t < tokens; ++t)
@@ -126,7 +137,8 @@ std::vector<float> permute_to_half(const std::vector<float>& x, std::int64_t d) 
   std::vector<float> out(x.size());
   for (std::size_t head = 0; head < x.size() / static_cast<std::size_t>(d); ++head)
     for (std::int64_t i = 0; i < d / 2; ++i)
-      for (std::int64_t j = 0; j < 2; ++j) out[head * d + j * (d / 2) + i] = x[head * d + 2 * i + j];
+      for (std::int64_t j = 0; j < 2; ++j)
+        out[head * d + j * (d / 2) + i] = x[head * d + 2 * i + j];
   return out;
 }
 
@@ -142,14 +154,16 @@ TEST(Rope, InterleavedApplyMatchesClosedForm) {
       const RotaryEmbedding rope(d, theta, RopePairing::interleaved);
       std::vector<float> cos_table(positions.size() * d / 2), sin_table(cos_table.size());
       rope.angles(positions, cos_table.data(), sin_table.data());
-      const std::vector<float> x = test::random_normal(static_cast<std::size_t>(tokens * heads * d), rng, 2.0f);
-      const std::vector<double> expected = rotate_interleaved(x, tokens, heads, d, cos_table, sin_table);
+      const std::vector<float> x =
+          test::random_normal(static_cast<std::size_t>(tokens * heads * d), rng, 2.0f);
+      const std::vector<double> expected =
+          rotate_interleaved(x, tokens, heads, d, cos_table, sin_table);
       std::vector<float> y = x;
       rope.apply(y.data(), tokens, heads, cos_table.data(), sin_table.data());
       // Two products and one sum per element: a few float ulps of |x| ≈ 2..8.
       const test::Closeness c = test::compare(y.data(), expected.data(), y.size(), 4e-6, 1e-6);
-      EXPECT_TRUE(c.ok) << "d " << d << " theta " << theta << " element " << c.worst_index << ": " << y[c.worst_index]
-                        << " vs " << expected[c.worst_index];
+      EXPECT_TRUE(c.ok) << "d " << d << " theta " << theta << " element " << c.worst_index << ": "
+                        << y[c.worst_index] << " vs " << expected[c.worst_index];
       // A rotation preserves each pair's norm (a second, formula-free check of the pairing).
       for (std::size_t p = 0; p < x.size(); p += 2) {
         const double before = double{x[p]} * x[p] + double{x[p + 1]} * x[p + 1];
@@ -173,13 +187,15 @@ TEST(Rope, HalfPairingIsThePermutedInterleavedRotation) {
     const RotaryEmbedding half(d, theta, RopePairing::half);
     EXPECT_EQ(half.pairing(), RopePairing::half);
     EXPECT_EQ(half.inverse_frequencies(), interleaved.inverse_frequencies());
-    std::vector<float> cos_i(positions.size() * d / 2), sin_i(cos_i.size()), cos_h(cos_i.size()), sin_h(cos_i.size());
+    std::vector<float> cos_i(positions.size() * d / 2), sin_i(cos_i.size()), cos_h(cos_i.size()),
+        sin_h(cos_i.size());
     interleaved.angles(positions, cos_i.data(), sin_i.data());
     half.angles(positions, cos_h.data(), sin_h.data());
     EXPECT_EQ(cos_i, cos_h);
     EXPECT_EQ(sin_i, sin_h);
 
-    const std::vector<float> q = test::random_normal(static_cast<std::size_t>(tokens * heads * d), rng);
+    const std::vector<float> q =
+        test::random_normal(static_cast<std::size_t>(tokens * heads * d), rng);
     const std::vector<float> k = test::random_normal(q.size(), rng);
     std::vector<float> q_jax = q, k_jax = k;
     std::vector<float> q_hf = permute_to_half(q, d), k_hf = permute_to_half(k, d);
@@ -191,7 +207,8 @@ TEST(Rope, HalfPairingIsThePermutedInterleavedRotation) {
     // Same arithmetic on the same numbers in another order: equal up to a float ulp or two.
     const std::vector<float> expected_hf = permute_to_half(q_jax, d);
     for (std::size_t e = 0; e < q_hf.size(); ++e)
-      ASSERT_NEAR(q_hf[e], expected_hf[e], 1e-6 * (1.0 + std::fabs(expected_hf[e]))) << "d " << d << " element " << e;
+      ASSERT_NEAR(q_hf[e], expected_hf[e], 1e-6 * (1.0 + std::fabs(expected_hf[e])))
+          << "d " << d << " element " << e;
 
     // Attention only sees q·k: identical in both conventions for every token pair and head.
     for (std::int64_t a = 0; a < tokens; a += 7)

@@ -169,6 +169,8 @@ void run_ask(const AskOptions& options) {
   }
   KVCache cache(config, capacity);
 
+  // Installed before the first line on stderr, so whoever sees that line can already cancel.
+  InterruptGuard interrupt;
   std::fprintf(stderr, "lwm: %s prompt tokens, context %s tokens, KV cache %s\n",
                format_count(prompt_tokens).c_str(), format_count(capacity).c_str(),
                format_bytes(cache.bytes()).c_str());
@@ -181,7 +183,6 @@ void run_ask(const AskOptions& options) {
   generation.max_new_tokens = options.max_tokens;
   generation.prefill_chunk = options.prefill_chunk;
 
-  InterruptGuard interrupt;
   ProgressBar bar("prefill", "tok");
   const auto on_prefill = [&](const Progress& progress) {
     bar.update(progress);

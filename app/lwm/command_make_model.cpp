@@ -90,7 +90,8 @@ void run_make_model(const MakeModelOptions& options) {
     try {
       train_tokenizer(texts, trained->path(), training);
     } catch (const Error& error) {
-      rethrow_with_context(error, "cannot train the tokenizer");
+      rethrow_with_context(error, "cannot train a " + std::to_string(options.vocab) +
+                                      "-token tokenizer (give more text or a smaller --vocab)");
     }
     tokenizer_file = trained->path();
   }

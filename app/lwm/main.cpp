@@ -33,7 +33,20 @@ int main(int argc, char** argv) {
                                          add_score_command(app), add_make_model_command(app)};
   for (const auto& command : commands) command.app->footer(exit_codes_help());
 
-  std::string parsed_name;
+  // CLI11 would only say that a subcommand is required; name the unknown one instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const auto& command : commands) {
+      known = known || command.app->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + command.app->get_name();
+    }
+    if (!known) {
+      return report(kExitUsage, std::string("unknown command '") + argv[1] +
+                                    "'; the commands are " + names + " (see lwm --help)");
+    }
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& success) {

@@ -28,7 +28,9 @@ TempDir::~TempDir() {
 
 std::uint64_t test_seed() {
   static const std::uint64_t seed = [] {
-    if (const char* env = std::getenv("LWM_TEST_SEED")) return std::strtoull(env, nullptr, 10);
+    if (const char* env = std::getenv("LWM_TEST_SEED")) {
+      return static_cast<std::uint64_t>(std::strtoull(env, nullptr, 10));
+    }
     return static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
   }();
   return seed;

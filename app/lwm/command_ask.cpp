@@ -198,8 +198,16 @@ void run_ask(const AskOptions& options) {
     }
     return !InterruptGuard::interrupted();
   };
-  const GenerationResult result =
-      generate(*model, tokenizer, cache, prompt, generation, on_token, on_prefill);
+  const GenerationResult result = [&] {
+    try {
+      return generate(*model, tokenizer, cache, prompt, generation, on_token, on_prefill);
+    } catch (const Error& error) {
+      bar.finish();
+      if (error.kind() != ErrorKind::cancelled) throw;
+      throw Error(ErrorKind::cancelled,
+                  std::string("cancelled with Ctrl-C (") + error.what() + "), nothing generated");
+    }
+  }();
   bar.finish();
   if (wrote_text) {
     std::fputc('\n', stdout);

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <new>
 #include <string>
 #include <vector>
@@ -65,6 +66,9 @@ int main(int argc, char** argv) {
     return kExitOk;
   } catch (const lwm::Error& error) {
     return report(exit_code_for(error.kind()), error.what());
+  } catch (const std::filesystem::filesystem_error& error) {
+    return report(kExitBadInput,
+                  std::string(error.what()) + "; check the path and its permissions");
   } catch (const std::bad_alloc&) {
     return report(kExitTooLarge,
                   "ran out of memory; use a smaller --context or a smaller model, or free memory");

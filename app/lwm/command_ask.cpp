@@ -165,7 +165,7 @@ void run_ask(const AskOptions& options) {
         "the prompt is " + format_count(prompt_tokens) + " tokens but the context holds " +
             format_count(capacity) + " (the model's maximum is " + format_count(model_limit) +
             "); use a shorter " + what +
-            (options.context > 0 ? " or a larger --context" : " or a longer-context model"));
+            (capacity < model_limit ? " or a larger --context" : " or a longer-context model"));
   }
   KVCache cache(config, capacity);
 

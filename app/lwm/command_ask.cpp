@@ -1,0 +1,284 @@
+// lwm ask: a question about a book (or inline text), answered by streaming generation.
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include "commands.h"
+#include "lwm/chat_template.h"
+#include "lwm/generation.h"
+#include "lwm/kv_cache.h"
+#include "terminal.h"
+
+namespace lwm::cli {
+namespace {
+
+struct AskOptions {
+  std::string model_dir;
+  std::string book;
+  std::string prompt;
+  std::string question;
+  std::string template_name;
+  std::int64_t max_tokens = 256;
+  float temperature = 0.0f;
+  std::int32_t top_k = 0;
+  float top_p = 1.0f;
+  std::uint64_t seed = 0;
+  std::int64_t prefill_chunk = 512;
+  std::int64_t context = 0;
+  bool has_book = false;  // given, even if empty
+  bool has_prompt = false;
+};
+
+// Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and code points past
+// U+10FFFF included), or npos when the whole text is valid.
+std::size_t first_invalid_utf8(const std::string& text) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  std::size_t i = 0;
+  while (i < n) {
+    const unsigned char c = s[i];
+    std::size_t length;
+    unsigned char low = 0x80, high = 0xBF;  // allowed range of the second byte
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      length = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      length = 3;
+      if (c == 0xE0) low = 0xA0;   // overlong
+      if (c == 0xED) high = 0x9F;  // UTF-16 surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      length = 4;
+      if (c == 0xF0) low = 0x90;   // overlong
+      if (c == 0xF4) high = 0x8F;  // past U+10FFFF
+    } else {
+      return i;
+    }
+    if (i + length > n || s[i + 1] < low || s[i + 1] > high) return i;
+    for (std::size_t k = 2; k < length; ++k) {
+      if ((s[i + k] & 0xC0) != 0x80) return i;
+    }
+    i += length;
+  }
+  return std::string::npos;
+}
+
+std::string read_book(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    throw Error(ErrorKind::io, "cannot open the book '" + path + "'; check the --book path");
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw Error(ErrorKind::io, "cannot read the book '" + path + "'");
+  if (const std::size_t bad = first_invalid_utf8(text); bad != std::string::npos) {
+    char byte[8];
+    std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[bad]));
+    throw Error(ErrorKind::file_format, "the book '" + path + "' is not UTF-8 text (invalid byte " +
+                                            byte + " at offset " + std::to_string(bad) +
+                                            "); convert it to UTF-8 first, e.g. with iconv");
+  }
+  // A byte-order mark is not part of the text.
+  if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw Error(ErrorKind::file_format, "the book '" + path + "' is empty; pass a book with text");
+  }
+  return text;
+}
+
+const ChatTemplate& choose_template(const std::string& name) {
+  const auto& templates = ChatTemplates::builtin();
+  const auto names = templates.names();
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    std::string known;
+    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+    throw Error(ErrorKind::invalid_argument,
+                "unknown template '" + name + "'; choose --template from: " + known);
+  }
+  const ChatTemplate& chosen = templates.get(name);
+  for (const auto& part : chosen.parts) {
+    if (part.kind == TemplatePart::Kind::media) {
+      throw Error(ErrorKind::invalid_argument,
+                  "template '" + name + "' needs a " + part.text +
+                      ", which lwm ask cannot take; choose a text template such as document-qa");
+    }
+  }
+  return chosen;
+}
+
+// Fills the template's fields. A template without {context} (text-chat) still gets the text:
+// it goes in front of the question, so no input is silently dropped.
+std::map<std::string, std::string> template_fields(const ChatTemplate& chosen,
+                                                   const std::string& text,
+                                                   const std::string& question) {
+  const auto fields = chosen.fields();
+  const bool has_context = std::find(fields.begin(), fields.end(), "context") != fields.end();
+  for (const auto& field : fields) {
+    if (field != "context" && field != "question") {
+      throw Error(ErrorKind::invalid_argument, "template '" + chosen.name + "' needs a {" + field +
+                                                   "} field, which lwm ask cannot fill");
+    }
+  }
+  if (has_context) return {{"context", text}, {"question", question}};
+  return {{"question", text + " " + question}};
+}
+
+void run_ask(const AskOptions& options) {
+  const bool from_book = options.has_book;
+  if (from_book == options.has_prompt) {
+    throw Error(ErrorKind::invalid_argument, "give exactly one of --book FILE or --prompt TEXT");
+  }
+  const std::string template_name = !options.template_name.empty()
+                                        ? options.template_name
+                                        : (from_book ? "document-qa" : "text-chat");
+  const ChatTemplate& chosen = choose_template(template_name);
+  const std::string text = from_book ? read_book(options.book) : options.prompt;
+
+  const auto model = load_model(options.model_dir);
+  const Tokenizer tokenizer = load_tokenizer(options.model_dir, "to encode the prompt");
+  const ModelConfig& config = model->config();
+
+  const std::vector<std::int32_t> prompt =
+      render_prompt(chosen, tokenizer, template_fields(chosen, text, options.question));
+  const auto prompt_tokens = static_cast<std::int64_t>(prompt.size());
+
+  // The cache holds the prompt and the answer (spec §1.4: prompt + max new tokens), never more
+  // than the model's positions; --context sets it explicitly.
+  const std::int64_t model_limit = config.max_sequence_length;
+  if (options.context > model_limit) {
+    throw Error(ErrorKind::invalid_argument,
+                "--context " + std::to_string(options.context) +
+                    " is more than the model's maximum sequence length of " +
+                    std::to_string(model_limit) + " tokens; use a smaller --context");
+  }
+  const std::int64_t capacity = options.context > 0
+                                    ? options.context
+                                    : std::min(prompt_tokens + options.max_tokens, model_limit);
+  if (prompt_tokens >= capacity) {
+    const std::string what = from_book ? "book" : "prompt";
+    throw Error(
+        ErrorKind::out_of_memory,
+        "the prompt is " + format_count(prompt_tokens) + " tokens but the context holds " +
+            format_count(capacity) + " (the model's maximum is " + format_count(model_limit) +
+            "); use a shorter " + what +
+            (capacity < model_limit ? " or a larger --context" : " or a longer-context model"));
+  }
+  KVCache cache(config, capacity);
+
+  // Installed before the first line on stderr, so whoever sees that line can already cancel.
+  InterruptGuard interrupt;
+  std::fprintf(stderr, "lwm: %s prompt tokens, context %s tokens, KV cache %s\n",
+               format_count(prompt_tokens).c_str(), format_count(capacity).c_str(),
+               format_bytes(cache.bytes()).c_str());
+
+  GenerationOptions generation;
+  generation.sampling.temperature = options.temperature;
+  generation.sampling.top_k = options.top_k;
+  generation.sampling.top_p = options.top_p;
+  generation.sampling.seed = options.seed;
+  generation.max_new_tokens = options.max_tokens;
+  generation.prefill_chunk = options.prefill_chunk;
+
+  ProgressBar bar("prefill", "tok");
+  const auto on_prefill = [&](const Progress& progress) {
+    bar.update(progress);
+    return !InterruptGuard::interrupted();
+  };
+  bool wrote_text = false;
+  const auto on_token = [&](std::int32_t, std::string_view piece) {
+    bar.finish();
+    if (!piece.empty()) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+      wrote_text = true;
+    }
+    return !InterruptGuard::interrupted();
+  };
+  const GenerationResult result = [&] {
+    try {
+      return generate(*model, tokenizer, cache, prompt, generation, on_token, on_prefill);
+    } catch (const Error& error) {
+      bar.finish();
+      if (error.kind() != ErrorKind::cancelled) throw;
+      throw Error(ErrorKind::cancelled,
+                  std::string("cancelled with Ctrl-C (") + error.what() + "), nothing generated");
+    }
+  }();
+  bar.finish();
+  if (wrote_text) {
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+  }
+
+  const double prefill_rate =
+      result.prefill_seconds > 0
+          ? static_cast<double>(result.prompt_tokens) / result.prefill_seconds
+          : 0.0;
+  std::fprintf(stderr,
+               "lwm: %s prompt tokens, prefill %s tok/s, first token after %s, %s tokens decoded "
+               "at %s tok/s, stopped: %s\n",
+               format_count(result.prompt_tokens).c_str(), format_rate(prefill_rate).c_str(),
+               format_duration(result.time_to_first_token_seconds).c_str(),
+               format_count(static_cast<std::int64_t>(result.tokens.size())).c_str(),
+               format_rate(result.decode_tokens_per_second()).c_str(),
+               to_string(result.stop_reason));
+  if (InterruptGuard::interrupted()) {
+    throw Error(ErrorKind::cancelled, "cancelled with Ctrl-C after " +
+                                          std::to_string(result.tokens.size()) +
+                                          " generated tokens; the answer above is incomplete");
+  }
+}
+
+}  // namespace
+
+Command add_ask_command(CLI::App& parent) {
+  auto options = std::make_shared<AskOptions>();
+  CLI::App* app = parent.add_subcommand(
+      "ask",
+      "Ask a question about a book (--book) or inline text (--prompt); the answer streams to "
+      "stdout, progress and statistics go to stderr.");
+  app->add_option("--model", options->model_dir,
+                  "Model directory (config.json, *.safetensors, "
+                  "tokenizer.model)")
+      ->required();
+  CLI::Option* book = app->add_option("--book", options->book, "UTF-8 text file to ask about");
+  CLI::Option* prompt =
+      app->add_option("--prompt", options->prompt, "Text to ask about, given inline")
+          ->excludes(book);
+  app->add_option("--question", options->question, "The question")->required();
+  app->add_option("--template", options->template_name,
+                  "Chat template (default: document-qa with --book, text-chat with --prompt; a "
+                  "template without {context} gets the text before the question)");
+  app->add_option("--max-tokens", options->max_tokens, "Most tokens to generate")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40))
+      ->capture_default_str();
+  app->add_option("--temperature", options->temperature, "Sampling temperature; 0 is greedy")
+      ->check(CLI::Range(0.0f, 100.0f))
+      ->capture_default_str();
+  app->add_option("--top-k", options->top_k, "Sample among the k likeliest tokens; 0: all")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_option("--top-p", options->top_p, "Sample within this probability mass")
+      ->check(CLI::Range(1e-6f, 1.0f))
+      ->capture_default_str();
+  app->add_option("--seed", options->seed, "Random seed for sampling")->capture_default_str();
+  app->add_option("--prefill-chunk", options->prefill_chunk,
+                  "Prompt tokens run per step (progress and Ctrl-C act between steps)")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 30))
+      ->capture_default_str();
+  app->add_option("--context", options->context,
+                  "Context (KV cache) size in tokens; default: prompt + --max-tokens, at most "
+                  "the model's maximum sequence length")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
+  return {app, [options, book, prompt] {
+            options->has_book = book->count() > 0;
+            options->has_prompt = prompt->count() > 0;
+            run_ask(*options);
+          }};
+}
+
+}  // namespace lwm::cli

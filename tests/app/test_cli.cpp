@@ -1,0 +1,323 @@
+// End-to-end tests of the `lwm` command line: each test runs the real binary on a small model that
+// `lwm make-model` writes once per test process, and checks its output and exit code.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lwm/model_config.h"
+#include "test_support.h"
+
+namespace {
+
+using lwm::test::CommandResult;
+using lwm::test::run_command;
+using lwm::test::TempDir;
+
+std::string quoted(const std::filesystem::path& path) {
+  return "'" + path.string() + "'";
+}
+
+std::string lwm_cli() {
+  return quoted(LWM_CLI);
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_file(const std::filesystem::path& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  // One model per test process (ctest runs every test case in its own process).
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    const CommandResult made =
+        run_command(lwm_cli() + " make-model --out " + quoted(model_dir()) + " --config " +
+                    quoted(lwm::test::source_dir() / "resources/demo/config.json") +
+                    " --seed 5 --norm-noise 0.05 --train-tokenizer " +
+                    quoted(lwm::test::sample_text_file()) + " --vocab 512");
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  static std::filesystem::path model_dir() { return dir_->path() / "model"; }
+  static std::filesystem::path scratch(const std::string& name) { return dir_->path() / name; }
+
+  // Runs `lwm <arguments>`; stdout goes to a file so it can be checked apart from stderr.
+  static CommandResult run_lwm(const std::string& arguments, std::string* stdout_text = nullptr) {
+    const auto out_file = scratch("stdout.txt");
+    // The group keeps stderr on the pipe that run_command reads (it appends 2>&1).
+    CommandResult result =
+        run_command("{ " + lwm_cli() + " " + arguments + " >" + quoted(out_file) + "; }");
+    if (stdout_text != nullptr) *stdout_text = read_file(out_file);
+    return result;
+  }
+
+  static std::string model_arg() { return "--model " + quoted(model_dir()); }
+
+ private:
+  static TempDir* dir_;
+};
+
+TempDir* CliTest::dir_ = nullptr;
+
+TEST_F(CliTest, MakeModelWritesACompleteDirectory) {
+  EXPECT_TRUE(std::filesystem::is_regular_file(model_dir() / "config.json"));
+  EXPECT_TRUE(std::filesystem::is_regular_file(model_dir() / "tokenizer.model"));
+  const auto config = lwm::ModelConfig::load(model_dir());
+  EXPECT_EQ(config.hidden_size, 256);
+  EXPECT_GE(config.vocab_size, 512);
+}
+
+TEST_F(CliTest, AskAboutABookStreamsAnAnswerAndStatistics) {
+  std::string answer;
+  const CommandResult result =
+      run_lwm("ask " + model_arg() + " --book " + quoted(lwm::test::sample_text_file()) +
+                  " --question 'Who kept the light?' --max-tokens 12",
+              &answer);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_FALSE(answer.empty());
+  // stderr is not a terminal here, so the progress shows as plain lines.
+  EXPECT_NE(result.output.find("lwm: prefill 100%"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("prompt tokens, prefill"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("tok/s"), std::string::npos) << result.output;
+}
+
+TEST_F(CliTest, AskWithPromptAndSeedIsReproducible) {
+  const std::string arguments = "ask " + model_arg() +
+                                " --prompt 'A keeper lived on a rock.' --question 'Where?' "
+                                "--max-tokens 10 --temperature 0.9 --top-k 40 --top-p 0.95 "
+                                "--seed 11 --prefill-chunk 3";
+  std::string first, second;
+  const CommandResult a = run_lwm(arguments, &first);
+  const CommandResult b = run_lwm(arguments, &second);
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  EXPECT_EQ(first, second);
+}
+
+TEST_F(CliTest, InfoPrintsTheParameterCountAndMemoryTable) {
+  const auto config = lwm::ModelConfig::load(model_dir());
+  std::string table;
+  const CommandResult text = run_lwm("info " + model_arg(), &table);
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_NE(table.find("parameters"), std::string::npos) << table;
+  EXPECT_NE(table.find("1M"), std::string::npos) << table;
+
+  std::string json_text;
+  const CommandResult json_run = run_lwm("info --json " + model_arg(), &json_text);
+  ASSERT_EQ(json_run.exit_code, 0) << json_run.output;
+  const auto info = nlohmann::json::parse(json_text);
+  EXPECT_EQ(info["parameters"].get<std::int64_t>(), config.parameter_count());
+  EXPECT_EQ(info["kv_bytes_per_token"].get<std::int64_t>(),
+            config.kv_bytes_per_token(lwm::DType::f32));
+  ASSERT_EQ(info["memory"].size(), 5u);
+  EXPECT_EQ(info["memory"][4]["context"].get<std::int64_t>(), 1048576);
+  EXPECT_EQ(
+      info["memory"][0]["total_bytes"].get<std::int64_t>(),
+      info["weight_bytes"].get<std::int64_t>() + 2048 * config.kv_bytes_per_token(lwm::DType::f32));
+}
+
+TEST_F(CliTest, ScoreLogprobsMatchTheFullLogits) {
+  std::string json_text;
+  const CommandResult result = run_lwm(
+      "score " + model_arg() + " --text 'The keeper climbed the stairs.' --top 5 --full-logits",
+      &json_text);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto score = nlohmann::json::parse(json_text);
+  const auto tokens = score["tokens"].get<std::vector<std::int32_t>>();
+  ASSERT_GE(tokens.size(), 3u);
+  EXPECT_EQ(tokens[0], 1);  // BOS prepended
+  const auto& logprobs = score["token_logprobs"];
+  const auto& logits = score["logits"];
+  ASSERT_EQ(logprobs.size(), tokens.size());
+  ASSERT_EQ(logits.size(), tokens.size());
+  EXPECT_TRUE(logprobs[0].is_null());
+  for (std::size_t i = 1; i < tokens.size(); ++i) {
+    const auto row = logits[i - 1].get<std::vector<double>>();
+    double max = row[0];
+    for (double x : row) max = std::max(max, x);
+    double sum = 0.0;
+    for (double x : row) sum += std::exp(x - max);
+    const double expected = row[static_cast<std::size_t>(tokens[i])] - max - std::log(sum);
+    const double actual = logprobs[i].get<double>();
+    EXPECT_LE(actual, 0.0);
+    EXPECT_NEAR(actual, expected, 1e-4) << "position " << i;
+  }
+  const auto& top = score["top"];
+  ASSERT_EQ(top.size(), 5u);
+  const auto last = logits[tokens.size() - 1].get<std::vector<double>>();
+  EXPECT_NEAR(top[0]["logit"].get<double>(), *std::max_element(last.begin(), last.end()), 1e-6);
+  for (std::size_t k = 0; k < top.size(); ++k) {
+    EXPECT_LE(top[k]["logprob"].get<double>(), 0.0);
+    EXPECT_TRUE(top[k]["piece"].is_string());
+    if (k > 0) {
+      EXPECT_GE(top[k - 1]["logit"].get<double>(), top[k]["logit"].get<double>());
+    }
+  }
+
+  // The same ids given directly score the same.
+  std::string ids;
+  for (std::size_t i = 0; i < tokens.size(); ++i) ids += (i ? "," : "") + std::to_string(tokens[i]);
+  std::string again_text;
+  const CommandResult again = run_lwm("score " + model_arg() + " --tokens " + ids, &again_text);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  const auto again_score = nlohmann::json::parse(again_text);
+  for (std::size_t i = 1; i < tokens.size(); ++i) {
+    EXPECT_NEAR(again_score["token_logprobs"][i].get<double>(), logprobs[i].get<double>(), 1e-6);
+  }
+  EXPECT_FALSE(again_score.contains("logits"));
+}
+
+// A bad input gives its documented exit code and one "lwm: error: " line naming the problem.
+void expect_failure(const CommandResult& result, int exit_code, const std::string& needle) {
+  EXPECT_EQ(result.exit_code, exit_code) << result.output;
+  EXPECT_NE(result.output.find("lwm: error: "), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find(needle), std::string::npos) << result.output;
+}
+
+TEST_F(CliTest, MissingModelDirectoryIsBadInput) {
+  expect_failure(run_lwm("info --model " + quoted(scratch("no-such-model"))), 2, "does not exist");
+  expect_failure(
+      run_lwm("ask --model " + quoted(scratch("no-such-model")) + " --prompt hi --question why"), 2,
+      "does not exist");
+}
+
+TEST_F(CliTest, CorruptConfigIsBadInput) {
+  const auto broken = scratch("broken-model");
+  std::filesystem::create_directories(broken);
+  for (const auto& entry : std::filesystem::directory_iterator(model_dir())) {
+    std::filesystem::copy(entry.path(), broken / entry.path().filename());
+  }
+  write_file(broken / "config.json", "{\"hidden_size\": ");
+  const CommandResult result = run_lwm("info --model " + quoted(broken));
+  EXPECT_EQ(result.exit_code, 2) << result.output;
+  EXPECT_NE(result.output.find("lwm: error: cannot load the model"), std::string::npos)
+      << result.output;
+}
+
+TEST_F(CliTest, BookThatIsNotUtf8IsBadInput) {
+  const auto book = scratch("latin1.txt");
+  write_file(book, "The keeper's caf\xE9 was closed.\n");
+  expect_failure(run_lwm("ask " + model_arg() + " --book " + quoted(book) + " --question Why?"), 2,
+                 "is not UTF-8");
+}
+
+TEST_F(CliTest, MissingBookIsBadInput) {
+  expect_failure(
+      run_lwm("ask " + model_arg() + " --book " + quoted(scratch("none.txt")) + " --question Why?"),
+      2, "cannot open the book");
+}
+
+TEST_F(CliTest, UnknownTemplateIsAUsageError) {
+  expect_failure(run_lwm("ask " + model_arg() + " --prompt hi --question why --template nonsense"),
+                 1, "unknown template 'nonsense'");
+  expect_failure(
+      run_lwm("ask " + model_arg() + " --prompt hi --question why --template video-chat"), 1,
+      "video");
+}
+
+TEST_F(CliTest, BadTokenListIsAUsageError) {
+  expect_failure(run_lwm("score " + model_arg() + " --tokens 1,x,3"), 1, "--tokens");
+  expect_failure(run_lwm("score " + model_arg() + " --tokens 1,2,"), 1, "--tokens");
+  expect_failure(run_lwm("score " + model_arg() + " --tokens 1,99999999"), 1, "vocabulary");
+}
+
+TEST_F(CliTest, UsageErrorsExitWithOne) {
+  expect_failure(run_lwm(""), 1, "--help");
+  expect_failure(run_lwm("ask " + model_arg() + " --question why"), 1, "--book");
+  expect_failure(run_lwm("ask " + model_arg() + " --book a.txt --prompt hi --question why"), 1,
+                 "excludes");
+  expect_failure(run_lwm("ask " + model_arg() + " --prompt hi"), 1, "--question");
+  expect_failure(run_lwm("ask " + model_arg() + " --prompt hi --question why --top-p 2"), 1,
+                 "--top-p");
+  expect_failure(run_lwm("score " + model_arg()), 1, "--text");
+  expect_failure(run_lwm("make-model --out " + quoted(model_dir()) + " --preset tiny"), 1,
+                 "not an empty directory");
+  expect_failure(run_lwm("frobnicate"), 1, "frobnicate");
+}
+
+TEST_F(CliTest, PromptLongerThanTheContextIsTooLarge) {
+  expect_failure(run_lwm("ask " + model_arg() + " --book " + quoted(lwm::test::sample_text_file()) +
+                         " --question Why? --context 16"),
+                 3, "use a shorter book or a larger --context");
+}
+
+TEST_F(CliTest, HelpDocumentsExitCodesAndVersionPrints) {
+  std::string help;
+  const CommandResult result = run_lwm("--help", &help);
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_NE(help.find("Exit codes:"), std::string::npos) << help;
+  EXPECT_NE(help.find("4  cancelled"), std::string::npos) << help;
+  std::string ask_help;
+  EXPECT_EQ(run_lwm("ask --help", &ask_help).exit_code, 0);
+  EXPECT_NE(ask_help.find("--prefill-chunk"), std::string::npos) << ask_help;
+  EXPECT_NE(ask_help.find("Exit codes:"), std::string::npos) << ask_help;
+  std::string version;
+  EXPECT_EQ(run_lwm("--version", &version).exit_code, 0);
+  EXPECT_EQ(version.rfind("lwm ", 0), 0u) << version;
+}
+
+// Ctrl-C during a long prefill stops between chunks and exits with code 4.
+TEST_F(CliTest, InterruptCancelsCleanly) {
+  const auto book = scratch("long-book.txt");
+  const std::string story = read_file(lwm::test::sample_text_file());
+  // Twice the story fills most of the demo shape's 4,096 positions; one token per chunk makes
+  // the prefill take seconds, far longer than the signal takes to arrive.
+  write_file(book, story + "\n" + story);
+
+  int err_pipe[2];
+  ASSERT_EQ(::pipe(err_pipe), 0);
+  const std::string model = model_dir().string();
+  const std::string book_path = book.string();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(err_pipe[1], STDERR_FILENO);
+    const int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(null_fd, STDOUT_FILENO);
+    ::close(err_pipe[0]);
+    ::execl(LWM_CLI, LWM_CLI, "ask", "--model", model.c_str(), "--book", book_path.c_str(),
+            "--question", "Who?", "--prefill-chunk", "1", "--max-tokens", "100", nullptr);
+    ::_exit(127);
+  }
+  ::close(err_pipe[1]);
+  // The first line on stderr comes after the handler is installed and before the prefill.
+  std::string seen;
+  char c;
+  while (seen.find('\n') == std::string::npos && ::read(err_pipe[0], &c, 1) == 1) seen.push_back(c);
+  ASSERT_NE(seen.find("prompt tokens"), std::string::npos) << seen;
+  ::kill(pid, SIGINT);
+  std::string rest;
+  while (::read(err_pipe[0], &c, 1) == 1) rest.push_back(c);
+  ::close(err_pipe[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << seen << rest;
+  EXPECT_EQ(WEXITSTATUS(status), 4) << seen << rest;
+  EXPECT_NE(rest.find("lwm: error: "), std::string::npos) << rest;
+}
+
+}  // namespace

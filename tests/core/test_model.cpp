@@ -534,7 +534,10 @@ TEST(Model, ForwardBeyondCacheCapacityThrows) {
 Matrix numpy_logits(const fs::path& model_dir, const std::vector<std::int32_t>& tokens,
                     const fs::path& out_json) {
   std::string token_list;
-  for (std::int32_t t : tokens) token_list += (token_list.empty() ? "" : ",") + std::to_string(t);
+  for (std::int32_t t : tokens) {
+    if (!token_list.empty()) token_list += ',';
+    token_list += std::to_string(t);
+  }
   const fs::path script = test::source_dir() / "tests/python/numpy_reference.py";
   const test::CommandResult run =
       test::run_command("'" + test::test_python().string() + "' '" + script.string() + "' '" +

@@ -55,6 +55,9 @@ struct BadHeader {
   std::vector<std::string> fragments;  // besides the file name
 };
 
+// Test names and failure messages show the case name, not the struct's bytes.
+void PrintTo(const BadHeader& c, std::ostream* os) { *os << c.case_name; }
+
 class BadSafetensorsHeader : public ::testing::TestWithParam<BadHeader> {};
 
 TEST_P(BadSafetensorsHeader, IsRejectedWithFileAndProblem) {
@@ -260,6 +263,8 @@ struct ImpossibleConfig {
   ErrorKind kind;
   std::vector<std::string> fragments;  // besides the file name
 };
+
+void PrintTo(const ImpossibleConfig& c, std::ostream* os) { *os << c.case_name; }
 
 class BadConfigFile : public ::testing::TestWithParam<ImpossibleConfig> {};
 

@@ -11,7 +11,9 @@ namespace lwm {
 
 struct AttentionShape {
   std::int64_t num_heads = 0;     // query heads
-  std::int64_t num_kv_heads = 0;  // key/value heads; num_heads must be a multiple (GQA)
+  // Key/value heads; num_heads must be a multiple (GQA): query head h reads kv head
+  // h / (num_heads / num_kv_heads), so consecutive query heads share a kv head.
+  std::int64_t num_kv_heads = 0;
   std::int64_t head_dim = 0;
 };
 
@@ -20,7 +22,9 @@ struct AttentionOptions {
   std::int64_t key_chunk = 512;    // keys scanned per step of the online softmax
   bool causal = true;
   // Index, in key positions, of query row 0. With causal masking query i may see keys
-  // j <= query_offset + i. Chunked prefill passes the number of tokens already in the cache.
+  // j <= query_offset + i. Chunked prefill passes the number of tokens already in the cache; a
+  // ring passes the distance between its query and key blocks, negative when the keys come later
+  // in the sequence than the queries (then every row is masked).
   std::int64_t query_offset = 0;
   // Optional per-token segment ids (packed sequences): attention only within equal ids.
   const std::int32_t* query_segments = nullptr;  // [num_queries]

@@ -76,6 +76,7 @@ float f16_to_float(std::uint16_t value) noexcept {
 }
 
 void to_float(DType dtype, const void* src, float* dst, std::size_t n) noexcept {
+  if (n == 0) return;  // empty tensors may have null data, which memcpy must never see
   switch (dtype) {
     case DType::f32:
       std::memcpy(dst, src, n * 4);
@@ -94,6 +95,7 @@ void to_float(DType dtype, const void* src, float* dst, std::size_t n) noexcept 
 }
 
 void from_float(DType dtype, const float* src, void* dst, std::size_t n) noexcept {
+  if (n == 0) return;
   switch (dtype) {
     case DType::f32:
       std::memcpy(dst, src, n * 4);

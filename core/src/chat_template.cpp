@@ -263,33 +263,50 @@ std::vector<std::string> ChatTemplates::names() const {
   return result;
 }
 
-std::vector<std::int32_t> render_prompt(const ChatTemplate& chat_template,
-                                        const Tokenizer& tokenizer,
-                                        const std::map<std::string, std::string>& fields) {
+Prompt render_prompt(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                     const std::map<std::string, std::string>& fields, const VideoCodes* video) {
   check_fields(chat_template, fields);
-  std::vector<std::int32_t> ids;
+  const bool has_media_slot =
+      std::any_of(chat_template.parts.begin(), chat_template.parts.end(),
+                  [](const TemplatePart& part) { return part.kind == TemplatePart::Kind::media; });
+  if (video != nullptr && !has_media_slot) {
+    throw Error(ErrorKind::invalid_argument,
+                template_where(chat_template) + " has no media slot; choose a video template");
+  }
+  Prompt prompt;
   for (const auto& part : chat_template.parts) {
     switch (part.kind) {
       case TemplatePart::Kind::bos:
-        ids.push_back(tokenizer.bos_id());
+      case TemplatePart::Kind::eos: {
+        const std::int32_t id =
+            part.kind == TemplatePart::Kind::bos ? tokenizer.bos_id() : tokenizer.eos_id();
+        prompt.append_text(std::span(&id, 1));
         break;
-      case TemplatePart::Kind::eos:
-        ids.push_back(tokenizer.eos_id());
-        break;
+      }
       case TemplatePart::Kind::media:
-        throw Error(ErrorKind::unsupported,
-                    template_where(chat_template) + " has a " + part.text +
-                        " slot; render_prompt builds text-only prompts, so choose a text template");
+        if (video == nullptr) {
+          throw Error(ErrorKind::unsupported, template_where(chat_template) + " has a " + part.text +
+                                                  " slot but no video was given; choose a text "
+                                                  "template or give the video");
+        }
+        prompt.append_video(*video, tokenizer);
+        break;
       case TemplatePart::Kind::text: {
         // Each segment is encoded on its own, dummy prefix included (spec §1.7, §2.4).
         const auto pieces = parse_placeholders(part.text, template_where(chat_template));
-        const auto segment = tokenizer.encode(substitute(pieces, fields));
-        ids.insert(ids.end(), segment.begin(), segment.end());
+        prompt.append_text(tokenizer.encode(substitute(pieces, fields)));
         break;
       }
     }
   }
-  return ids;
+  return prompt;
+}
+
+std::vector<std::int32_t> render_prompt(const ChatTemplate& chat_template,
+                                        const Tokenizer& tokenizer,
+                                        const std::map<std::string, std::string>& fields) {
+  const Prompt prompt = render_prompt(chat_template, tokenizer, fields, nullptr);
+  return {prompt.tokens().begin(), prompt.tokens().end()};
 }
 
 }  // namespace lwm

@@ -155,13 +155,29 @@ void check_prompt_fits(const Model& model, const KVCache& cache, std::int64_t pr
   }
 }
 
-void check_token_ids(const Model& model, std::span<const std::int32_t> tokens) {
-  const std::int64_t vocab = model.config().vocab_size;
-  for (std::size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i] < 0 || tokens[i] >= vocab) {
+// Checked before the long prefill, so a bad id fails at once rather than after minutes.
+void check_token_ids(const Model& model, const PromptView& prompt) {
+  const ModelConfig& config = model.config();
+  if (!prompt.vision_mask.empty() && prompt.vision_mask.size() != prompt.tokens.size()) {
+    throw Error(ErrorKind::invalid_argument,
+                "the prompt's vision mask has " + std::to_string(prompt.vision_mask.size()) +
+                    " entries for " + std::to_string(prompt.tokens.size()) + " tokens");
+  }
+  for (std::size_t i = 0; i < prompt.tokens.size(); ++i) {
+    const bool vision = !prompt.vision_mask.empty() && prompt.vision_mask[i] != 0;
+    const std::int64_t vocab = vision ? config.vision_vocab_size : config.vocab_size;
+    const std::int32_t id = prompt.tokens[i];
+    if (vision && !config.has_vision()) {
       throw Error(ErrorKind::invalid_argument,
-                  "prompt token " + std::to_string(i) + " has id " + std::to_string(tokens[i]) +
-                      ", outside the model's vocabulary of " + std::to_string(vocab));
+                  "prompt token " + std::to_string(i) +
+                      " is a vision token, but the model is text-only (its config has no "
+                      "vision_vocab_size)");
+    }
+    if (id < 0 || id >= vocab) {
+      throw Error(ErrorKind::invalid_argument,
+                  "prompt token " + std::to_string(i) + " has id " + std::to_string(id) +
+                      ", outside the model's " + (vision ? "vision " : "") + "vocabulary of " +
+                      std::to_string(vocab));
     }
   }
 }
@@ -186,8 +202,9 @@ class CacheRollback {
 
 }  // namespace
 
-std::vector<float> prefill(const Model& model, KVCache& cache, std::span<const std::int32_t> tokens,
+std::vector<float> prefill(const Model& model, KVCache& cache, PromptView prompt,
                            std::int64_t chunk, const ProgressCallback& progress) {
+  const std::span<const std::int32_t> tokens = prompt.tokens;
   if (tokens.empty()) throw Error(ErrorKind::invalid_argument, "prefill needs at least one token");
   if (chunk <= 0) {
     throw Error(ErrorKind::invalid_argument,
@@ -195,7 +212,7 @@ std::vector<float> prefill(const Model& model, KVCache& cache, std::span<const s
   }
   const auto total = static_cast<std::int64_t>(tokens.size());
   check_prompt_fits(model, cache, total);
-  check_token_ids(model, tokens);
+  check_token_ids(model, prompt);
 
   const auto start = Clock::now();
   CacheRollback rollback(cache);
@@ -203,8 +220,11 @@ std::vector<float> prefill(const Model& model, KVCache& cache, std::span<const s
   for (std::int64_t done = 0; done < total;) {
     const std::int64_t n = std::min(chunk, total - done);
     const bool last = done + n == total;
-    model.forward(tokens.subspan(static_cast<std::size_t>(done), static_cast<std::size_t>(n)),
-                  cache, last ? LogitsFor::last : LogitsFor::none, last ? &logits : nullptr);
+    const auto begin = static_cast<std::size_t>(done);
+    const auto count = static_cast<std::size_t>(n);
+    ForwardOptions forward{.logits_for = last ? LogitsFor::last : LogitsFor::none};
+    if (!prompt.vision_mask.empty()) forward.vision_mask = prompt.vision_mask.subspan(begin, count);
+    model.forward(tokens.subspan(begin, count), cache, forward, last ? &logits : nullptr);
     done += n;
     if (progress && !progress(Progress{done, total, seconds_since(start)})) {
       throw Error(ErrorKind::cancelled, "prefill cancelled after " + std::to_string(done) + " of " +
@@ -245,19 +265,19 @@ bool has_room_for_another_token(const Model& model, const KVCache& cache) {
 // (which was never run through the model); a caller continuing the conversation feeds that token
 // first.
 GenerationResult generate(const Model& model, const Tokenizer& tokenizer, KVCache& cache,
-                          std::span<const std::int32_t> prompt, const GenerationOptions& options,
+                          PromptView prompt, const GenerationOptions& options,
                           const TokenCallback& on_token, const ProgressCallback& prefill_progress) {
   if (options.max_new_tokens < 0) {
     throw Error(ErrorKind::invalid_argument,
                 "max_new_tokens must be >= 0, got " + std::to_string(options.max_new_tokens));
   }
-  if (prompt.empty()) {
+  if (prompt.tokens.empty()) {
     // The first token is sampled from the logits of the last prompt token, so one must run.
     throw Error(ErrorKind::invalid_argument, "generate needs at least one prompt token");
   }
   Sampler sampler(options.sampling);  // validates the sampling options before the long prefill
   GenerationResult result;
-  result.prompt_tokens = static_cast<std::int64_t>(prompt.size());
+  result.prompt_tokens = static_cast<std::int64_t>(prompt.tokens.size());
 
   const auto start = Clock::now();
   std::vector<float> logits =

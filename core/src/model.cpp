@@ -83,6 +83,18 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, ModelRuntim
                              weight_names::matrix_layout(convention)};
   }
 
+  if (config.has_vision()) {
+    const std::int64_t vision_vocab = config.vision_vocab_size;
+    model->vision_embedding_ =
+        fetch.get(weight_names::vision_embedding(convention), {vision_vocab, hidden});
+    model->vision_head_ =
+        config.tie_vision_embeddings
+            ? Linear{model->vision_embedding_, MatrixLayout::out_in}
+            : Linear{fetch.get(weight_names::vision_head(convention),
+                               stored_matrix_shape(convention, hidden, vision_vocab)),
+                     weight_names::matrix_layout(convention)};
+  }
+
   // JAX checkpoints may keep all layers stacked in one [L, …] tensor (spec §1.5, scan_layers).
   const bool stacked = convention == WeightConvention::jax &&
                        fetch.has(weight_names::stacked_layer_matrix(LayerMatrix::wq));
@@ -124,10 +136,12 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, ModelRuntim
   return model;
 }
 
-void Model::forward(std::span<const std::int32_t> tokens, KVCache& cache, LogitsFor which,
-                    std::vector<float>* logits) const {
+void Model::forward(std::span<const std::int32_t> tokens, KVCache& cache,
+                    const ForwardOptions& options, std::vector<float>* logits) const {
   const auto n = static_cast<std::int64_t>(tokens.size());
+  const LogitsFor which = options.logits_for;
   if (n == 0) throw Error(ErrorKind::invalid_argument, "forward: no tokens");
+  check_modalities(options, n);
   const std::int64_t start = cache.size();
   if (start + n > cache.capacity()) {
     throw Error(ErrorKind::invalid_argument, "forward: " + std::to_string(n) + " tokens do not fit in the KV cache (" +
@@ -146,7 +160,7 @@ void Model::forward(std::span<const std::int32_t> tokens, KVCache& cache, Logits
 
   std::vector<float> h(size(n, hidden)), normed(size(n, hidden)), q(size(n, hidden)),
       attended(size(n, hidden)), projected(size(n, hidden)), gate(size(n, inner)), up(size(n, inner));
-  cpu::embedding(token_embedding_, tokens, h.data());
+  embed(tokens, options.vision_mask, h.data());
 
   std::vector<std::int64_t> positions(static_cast<std::size_t>(n));
   std::iota(positions.begin(), positions.end(), start);
@@ -190,8 +204,46 @@ void Model::forward(std::span<const std::int32_t> tokens, KVCache& cache, Logits
   const std::int64_t first = which == LogitsFor::last ? n - 1 : 0;
   const std::int64_t rows = n - first;
   cpu::rms_norm(h.data() + first * hidden, rows, hidden, final_norm_, eps, normed.data());
-  logits->resize(size(rows, c.vocab_size));
-  cpu::linear(normed.data(), rows, lm_head_, logits->data());
+  const bool vision = options.head == Head::vision;
+  logits->resize(size(rows, vision ? c.vision_vocab_size : c.vocab_size));
+  cpu::linear(normed.data(), rows, vision ? vision_head_ : lm_head_, logits->data());
+}
+
+void Model::check_modalities(const ForwardOptions& options, std::int64_t n) const {
+  const bool any_vision =
+      std::any_of(options.vision_mask.begin(), options.vision_mask.end(), [](auto m) { return m != 0; });
+  if (!options.vision_mask.empty() && static_cast<std::int64_t>(options.vision_mask.size()) != n) {
+    throw Error(ErrorKind::invalid_argument,
+                "forward: the vision mask has " + std::to_string(options.vision_mask.size()) +
+                    " entries for " + std::to_string(n) + " tokens");
+  }
+  if (!config_.has_vision() && (any_vision || options.head == Head::vision)) {
+    throw Error(ErrorKind::invalid_argument,
+                "model '" + dir_.string() +
+                    "' is a text-only model (no vision_vocab_size in its config); it cannot read "
+                    "or produce vision tokens");
+  }
+}
+
+// Each position takes its row from the text or the vision embedding (spec §2.2), looked up a
+// run of same-modality tokens at a time.
+void Model::embed(std::span<const std::int32_t> tokens, std::span<const std::uint8_t> vision_mask,
+                  float* out) const {
+  const std::size_t hidden = static_cast<std::size_t>(config_.hidden_size);
+  const auto is_vision = [&](std::size_t i) { return !vision_mask.empty() && vision_mask[i] != 0; };
+  for (std::size_t begin = 0; begin < tokens.size();) {
+    const bool vision = is_vision(begin);
+    std::size_t end = begin + 1;
+    while (end < tokens.size() && is_vision(end) == vision) ++end;
+    try {
+      cpu::embedding(vision ? vision_embedding_ : token_embedding_,
+                     tokens.subspan(begin, end - begin), out + begin * hidden);
+    } catch (const Error& error) {
+      throw Error(error.kind(), std::string(vision ? "vision" : "text") + " tokens from position " +
+                                    std::to_string(begin) + ": " + error.what());
+    }
+    begin = end;
+  }
 }
 
 }  // namespace lwm

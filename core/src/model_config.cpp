@@ -187,6 +187,21 @@ ModelConfig hundred_million_preset() {
   return config;
 }
 
+// LWM-Chat (spec §2.1): 8192 VQGAN codes + 256 reserved ids, 7B text model with theta 5e7.
+ModelConfig seven_billion_vision_preset() {
+  ModelConfig config = make_preset(4096, 11008, 32, 32);
+  config.vision_vocab_size = 8448;
+  config.rope_theta = 5e7;
+  return config;
+}
+
+// tiny with a vision vocabulary for a 32-code VQGAN plus its two delimiters and a reserve.
+ModelConfig tiny_vision_preset() {
+  ModelConfig config = tiny_preset();
+  config.vision_vocab_size = 40;
+  return config;
+}
+
 ModelConfig sixty_five_billion_preset() {
   ModelConfig config = make_preset(8192, 22016, 80, 64);
   config.rms_norm_eps = 1e-5;
@@ -204,7 +219,9 @@ const std::map<std::string, std::function<ModelConfig()>>& presets() {
       {"13b", [] { return make_preset(5120, 13824, 40, 40); }},
       {"30b", [] { return make_preset(6656, 17920, 60, 52); }},
       {"65b", sixty_five_billion_preset},
+      {"7b-vision", seven_billion_vision_preset},
       {"tiny", tiny_preset},
+      {"tiny-vision", tiny_vision_preset},
       {"100m", hundred_million_preset},
   };
   return table;
@@ -230,7 +247,8 @@ std::int64_t ModelConfig::parameter_count() const noexcept {
   const std::int64_t norms = 2 * hidden_size;
   const std::int64_t embedding = vocab_size * hidden_size;
   const std::int64_t head = tie_word_embeddings ? 0 : vocab_size * hidden_size;
-  return embedding + num_layers * (attention + mlp + norms) + hidden_size + head;
+  const std::int64_t vision = (tie_vision_embeddings ? 1 : 2) * vision_vocab_size * hidden_size;
+  return embedding + num_layers * (attention + mlp + norms) + hidden_size + head + vision;
 }
 
 std::int64_t ModelConfig::kv_bytes_per_token(DType dtype) const noexcept {
@@ -269,6 +287,11 @@ void ModelConfig::validate(const std::string& source) const {
          "field 'rms_norm_eps' must be a positive finite number, got " +
              std::to_string(rms_norm_eps));
   }
+  if (vision_vocab_size < 0) {
+    fail(ErrorKind::config, source,
+         "field 'vision_vocab_size' must be 0 (text only) or positive, got " +
+             std::to_string(vision_vocab_size));
+  }
   require_token_in_vocab(bos_token_id, vocab_size, source, "bos_token_id");
   require_token_in_vocab(eos_token_id, vocab_size, source, "eos_token_id");
   require_token_in_vocab(pad_token_id, vocab_size, source, "pad_token_id");
@@ -294,6 +317,8 @@ ModelConfig ModelConfig::from_json(const json& config, const std::string& source
   read_integer(config, source, out.eos_token_id, "eos_token_id");
   read_integer(config, source, out.pad_token_id, "pad_token_id");
   read_bool(config, source, out.tie_word_embeddings, "tie_word_embeddings");
+  read_integer(config, source, out.vision_vocab_size, "vision_vocab_size");
+  read_bool(config, source, out.tie_vision_embeddings, "tie_vision_embeddings");
   if (config.contains("torch_dtype") && !config["torch_dtype"].is_null()) {
     out.torch_dtype = parse_torch_dtype(config["torch_dtype"], source);
   }
@@ -319,6 +344,10 @@ json ModelConfig::to_json() const {
       {"tie_word_embeddings", tie_word_embeddings},
       {"torch_dtype", torch_dtype_name(torch_dtype)},
   };
+  if (has_vision()) {
+    config["vision_vocab_size"] = vision_vocab_size;
+    config["tie_vision_embeddings"] = tie_vision_embeddings;
+  }
   if (convention_known) {
     config[kConventionField] = convention_name(convention);
     if (convention == WeightConvention::hf) config["architectures"] = {kHfArchitecture};

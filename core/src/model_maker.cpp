@@ -107,9 +107,19 @@ std::vector<TensorPlan> plan_tensors(const ModelConfig& config) {
     }
   }
   plans.push_back({weight_names::final_norm(c), {hidden}, InitKind::norm_weight});
+  // Heads are stored like matrices of their convention: JAX [hidden, vocab], HF [vocab, hidden].
+  const auto head_shape = [&](std::int64_t rows) {
+    return c == WeightConvention::jax ? Shape{hidden, rows} : Shape{rows, hidden};
+  };
   if (!config.tie_word_embeddings) {
-    const Shape head = c == WeightConvention::jax ? Shape{hidden, vocab} : Shape{vocab, hidden};
-    plans.push_back({weight_names::lm_head(c), head, InitKind::normal});
+    plans.push_back({weight_names::lm_head(c), head_shape(vocab), InitKind::normal});
+  }
+  if (config.has_vision()) {
+    const std::int64_t vision_vocab = config.vision_vocab_size;
+    plans.push_back({weight_names::vision_embedding(c), {vision_vocab, hidden}, InitKind::normal});
+    if (!config.tie_vision_embeddings) {
+      plans.push_back({weight_names::vision_head(c), head_shape(vision_vocab), InitKind::normal});
+    }
   }
   return plans;
 }

@@ -51,6 +51,15 @@ std::string lm_head(WeightConvention c) {
   return c == WeightConvention::jax ? "lm_head.kernel" : "lm_head.weight";
 }
 
+// LWM ships no Hugging Face vision model; these HF names are ours and follow the text ones.
+std::string vision_embedding(WeightConvention c) {
+  return c == WeightConvention::jax ? "transformer.vte.embedding" : "model.embed_vision_tokens.weight";
+}
+
+std::string vision_head(WeightConvention c) {
+  return c == WeightConvention::jax ? "vision_head.kernel" : "vision_head.weight";
+}
+
 std::string layer_matrix(WeightConvention c, std::int64_t layer, LayerMatrix m) {
   const std::string index = std::to_string(layer);
   return c == WeightConvention::jax ? "transformer.h." + index + "." + jax_matrix(m)

@@ -16,6 +16,10 @@ enum class LayerNorm { attention, ffn };
 std::string token_embedding(WeightConvention c);
 std::string final_norm(WeightConvention c);
 std::string lm_head(WeightConvention c);
+// Vision-language models (spec §2.2): `vte` [vision_vocab, hidden] and `vision_head`, stored
+// like the text embedding and lm_head of the same convention.
+std::string vision_embedding(WeightConvention c);
+std::string vision_head(WeightConvention c);
 std::string layer_matrix(WeightConvention c, std::int64_t layer, LayerMatrix m);
 std::string layer_norm(WeightConvention c, std::int64_t layer, LayerNorm n);
 // JAX stacked ("scanned") layout: one [L, ...] tensor per matrix (spec §1.5).

@@ -15,16 +15,7 @@ namespace {
 using nlohmann::json;
 using test::test_tokenizer;
 
-template <typename Fn>
-Error capture_error(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& error) {
-    return error;
-  }
-  ADD_FAILURE() << "expected lwm::Error";
-  return Error(ErrorKind::invalid_argument, "");
-}
+using test::capture_error;
 
 bool has_media(const ChatTemplate& chat_template) {
   for (const auto& part : chat_template.parts) {

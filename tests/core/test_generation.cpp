@@ -18,16 +18,7 @@
 namespace lwm {
 namespace {
 
-template <typename Fn>
-Error capture_error(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& error) {
-    return error;
-  }
-  ADD_FAILURE() << "expected lwm::Error";
-  return Error(ErrorKind::invalid_argument, "");
-}
+using test::capture_error;
 
 std::int32_t argmax(const std::vector<float>& logits) {
   return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());

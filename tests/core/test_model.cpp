@@ -19,10 +19,12 @@
 #include <vector>
 
 #include "lwm/error.h"
+#include "lwm/generation.h"
 #include "lwm/kv_cache.h"
 #include "lwm/model.h"
 #include "lwm/model_config.h"
 #include "lwm/model_maker.h"
+#include "lwm/prompt.h"
 #include "lwm/safetensors.h"
 #include "lwm/tensor.h"
 #include "test_support.h"
@@ -50,7 +52,18 @@ struct ReferenceWeights {
   std::vector<Layer> layers;
   std::vector<double> final_norm;
   Matrix lm_head;  // [hidden, vocab]
+  // Vision-language models only (spec §2.2).
+  Matrix vision_embedding;  // [vision_vocab, hidden]
+  Matrix vision_head;       // [hidden, vision_vocab]
 };
+
+// [rows, cols] → [cols, rows]
+Matrix transpose(const Matrix& m, std::int64_t rows, std::int64_t cols) {
+  Matrix t(m.size());
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t c = 0; c < cols; ++c) t[c * rows + r] = m[r * cols + c];
+  return t;
+}
 
 std::vector<double> widen(const Tensor& t) {
   const std::vector<float> f = t.to_floats();
@@ -80,13 +93,15 @@ ReferenceWeights load_reference(const fs::path& dir) {
   };
   w.embedding = fetch(store.tensor("transformer.wte.embedding"), {c.vocab_size, hidden});
   w.final_norm = fetch(store.tensor("transformer.ln_f.kernel"), {hidden});
-  if (c.tie_word_embeddings) {
-    w.lm_head.resize(static_cast<std::size_t>(hidden * c.vocab_size));
-    for (std::int64_t v = 0; v < c.vocab_size; ++v)
-      for (std::int64_t h = 0; h < hidden; ++h)
-        w.lm_head[h * c.vocab_size + v] = w.embedding[v * hidden + h];
-  } else {
-    w.lm_head = fetch(store.tensor("lm_head.kernel"), {hidden, c.vocab_size});
+  w.lm_head = c.tie_word_embeddings
+                  ? transpose(w.embedding, c.vocab_size, hidden)
+                  : fetch(store.tensor("lm_head.kernel"), {hidden, c.vocab_size});
+  if (c.has_vision()) {
+    const std::int64_t vv = c.vision_vocab_size;
+    w.vision_embedding = fetch(store.tensor("transformer.vte.embedding"), {vv, hidden});
+    w.vision_head = c.tie_vision_embeddings
+                        ? transpose(w.vision_embedding, vv, hidden)
+                        : fetch(store.tensor("vision_head.kernel"), {hidden, vv});
   }
   for (std::int64_t l = 0; l < c.num_layers; ++l) {
     ReferenceWeights::Layer layer;
@@ -159,18 +174,23 @@ void rope(Matrix& x, std::int64_t n, std::int64_t heads, std::int64_t d, double 
   }
 }
 
-// Logits [n, vocab] of the tokens at positions 0 … n−1 with causal attention.
+// Logits [n, vocab] of the tokens at positions 0 … n−1 with causal attention. Where
+// `vision_mask` is set a token is a vision id (spec §2.2); `vision_head` picks the vision logits.
 Matrix reference_forward(const ReferenceWeights& w, const std::vector<std::int32_t>& tokens,
-                         ReferencePairing pairing = ReferencePairing::interleaved) {
+                         ReferencePairing pairing = ReferencePairing::interleaved,
+                         const std::vector<std::uint8_t>& vision_mask = {},
+                         bool vision_head = false) {
   const ModelConfig& c = w.config;
   const auto n = static_cast<std::int64_t>(tokens.size());
   const std::int64_t hidden = c.hidden_size, d = c.head_dim(), heads = c.num_heads,
                      kv_heads = c.num_kv_heads;
   const std::int64_t inner = c.intermediate_size, group = heads / kv_heads;
   Matrix h(static_cast<std::size_t>(n * hidden));
-  for (std::int64_t t = 0; t < n; ++t)
-    for (std::int64_t i = 0; i < hidden; ++i)
-      h[t * hidden + i] = w.embedding[tokens[t] * hidden + i];
+  for (std::int64_t t = 0; t < n; ++t) {
+    const bool vision = !vision_mask.empty() && vision_mask[t] != 0;
+    const Matrix& table = vision ? w.vision_embedding : w.embedding;
+    for (std::int64_t i = 0; i < hidden; ++i) h[t * hidden + i] = table[tokens[t] * hidden + i];
+  }
   for (const ReferenceWeights::Layer& layer : w.layers) {
     const Matrix a = rms_norm(h, n, hidden, layer.attention_norm, c.rms_norm_eps);
     Matrix q = matmul(a, n, hidden, layer.wq, heads * d);
@@ -211,7 +231,8 @@ Matrix reference_forward(const ReferenceWeights& w, const std::vector<std::int32
     for (std::size_t i = 0; i < h.size(); ++i) h[i] += down[i];
   }
   const Matrix final_h = rms_norm(h, n, hidden, w.final_norm, c.rms_norm_eps);
-  return matmul(final_h, n, hidden, w.lm_head, c.vocab_size);
+  return vision_head ? matmul(final_h, n, hidden, w.vision_head, c.vision_vocab_size)
+                     : matmul(final_h, n, hidden, w.lm_head, c.vocab_size);
 }
 
 // --- models under test ------------------------------------------------------------------------
@@ -401,6 +422,11 @@ void write_hf_copy(const fs::path& jax_dir, const fs::path& hf_dir) {
     tensors.emplace_back(p + "post_attention_layernorm.weight",
                          layer_tensor(store, l, "ffn_norm.kernel"));
   }
+  if (config.has_vision()) {
+    tensors.emplace_back("model.embed_vision_tokens.weight",
+                         store.tensor("transformer.vte.embedding"));
+    tensors.emplace_back("vision_head.weight", transposed(store.tensor("vision_head.kernel")));
+  }
   fs::create_directories(hf_dir);
   write_safetensors(hf_dir / "model.safetensors", tensors, {{"format", "pt"}});
   config.convention = WeightConvention::hf;
@@ -581,6 +607,147 @@ TEST(Model, MatchesIndependentNumpyReference) {
       worst = std::max(worst, std::fabs(numpy[i] - cpp_reference[i]));
     EXPECT_LT(worst, 1e-9) << "the C++ and numpy fp64 references disagree";
   }
+}
+
+// --- vision-language model (spec §2.2) ---------------------------------------------------------
+
+constexpr std::int64_t kVisionVocab = 40;
+
+ModelConfig tiny_vision_config(DType dtype, bool tie_vision) {
+  ModelConfig c = tiny_config(2, dtype, 5e7);
+  c.vision_vocab_size = kVisionVocab;
+  c.tie_vision_embeddings = tie_vision;
+  return c;
+}
+
+// Text and vision ids in runs of random length, as a prompt with frames between text has them.
+std::pair<std::vector<std::int32_t>, std::vector<std::uint8_t>> random_mixed_tokens(
+    std::size_t n, std::mt19937_64& rng) {
+  std::vector<std::int32_t> tokens;
+  std::vector<std::uint8_t> mask;
+  std::uniform_int_distribution<int> run_length(1, 7);
+  bool vision = false;
+  while (tokens.size() < n) {
+    const std::vector<std::int32_t> run = random_tokens(
+        std::min<std::size_t>(static_cast<std::size_t>(run_length(rng)), n - tokens.size()),
+        vision ? kVisionVocab : 97, rng);
+    tokens.insert(tokens.end(), run.begin(), run.end());
+    mask.insert(mask.end(), run.size(), vision ? 1 : 0);
+    vision = !vision;
+  }
+  return {tokens, mask};
+}
+
+std::vector<float> full_forward(const Model& model, const std::vector<std::int32_t>& tokens,
+                                const std::vector<std::uint8_t>& mask, Head head) {
+  KVCache cache(model.config(), static_cast<std::int64_t>(tokens.size()));
+  std::vector<float> logits;
+  model.forward(tokens, cache, {.logits_for = LogitsFor::all, .head = head, .vision_mask = mask},
+                &logits);
+  return logits;
+}
+
+TEST(VisionModel, MixedTokensMatchFp64ReferenceOnBothHeads) {
+  const std::uint64_t seed = test::test_seed();
+  SCOPED_TRACE(seed_trace(seed));
+  std::mt19937_64 rng(seed);
+  for (const bool tie : {false, true}) {
+    for (const DType dtype : {DType::f32, DType::bf16}) {
+      SCOPED_TRACE(std::string(dtype_name(dtype)) + (tie ? " tied" : " untied"));
+      test::TempDir tmp;
+      make_model(tmp / "model", tiny_vision_config(dtype, tie), dtype, rng());
+      const ReferenceWeights weights = load_reference(tmp / "model");
+      const auto model = Model::load(tmp / "model", ModelRuntimeOptions{4, 6});
+      const auto [tokens, mask] = random_mixed_tokens(31, rng);
+      const auto n = tokens.size();
+      expect_logits(full_forward(*model, tokens, mask, Head::text),
+                    reference_forward(weights, tokens, ReferencePairing::interleaved, mask, false),
+                    0, n, 97, "text head");
+      expect_logits(full_forward(*model, tokens, mask, Head::vision),
+                    reference_forward(weights, tokens, ReferencePairing::interleaved, mask, true),
+                    0, n, kVisionVocab, "vision head");
+    }
+  }
+}
+
+// The same ids read as vision instead of text must change the result: guards against a mask
+// that is silently ignored.
+TEST(VisionModel, TheMaskRoutesTheEmbedding) {
+  std::mt19937_64 rng(test::test_seed());
+  test::TempDir tmp;
+  make_model(tmp / "model", tiny_vision_config(DType::f32, false), DType::f32, rng());
+  const auto model = Model::load(tmp / "model");
+  const std::vector<std::int32_t> tokens = random_tokens(12, kVisionVocab, rng);
+  const std::vector<std::uint8_t> all_text(tokens.size(), 0), all_vision(tokens.size(), 1);
+  const std::vector<float> as_text = full_forward(*model, tokens, all_text, Head::text);
+  const std::vector<float> as_vision = full_forward(*model, tokens, all_vision, Head::text);
+  double largest_change = 0.0;
+  for (std::size_t i = 0; i < as_text.size(); ++i) {
+    largest_change = std::max(largest_change, std::abs(double{as_text[i]} - as_vision[i]));
+  }
+  EXPECT_GT(largest_change, 0.1);
+  EXPECT_EQ(as_text, full_forward(*model, tokens, {}, Head::text)) << "empty mask = all text";
+}
+
+TEST(VisionModel, HuggingFaceConventionGivesTheSameLogits) {
+  std::mt19937_64 rng(test::test_seed());
+  test::TempDir tmp;
+  make_model(tmp / "jax", tiny_vision_config(DType::f32, false), DType::f32, rng());
+  write_hf_copy(tmp / "jax", tmp / "hf");
+  const auto [tokens, mask] = random_mixed_tokens(19, rng);
+  const Matrix expected = reference_forward(load_reference(tmp / "jax"), tokens,
+                                            ReferencePairing::interleaved, mask, true);
+  expect_logits(full_forward(*Model::load(tmp / "hf"), tokens, mask, Head::vision), expected, 0,
+                tokens.size(), kVisionVocab, "HF vision head");
+}
+
+TEST(VisionModel, ChunkedPrefillOfAPromptMatchesFullForward) {
+  std::mt19937_64 rng(test::test_seed());
+  test::TempDir tmp;
+  make_model(tmp / "model", tiny_vision_config(DType::bf16, false), DType::bf16, rng());
+  const auto model = Model::load(tmp / "model");
+  const auto [tokens, mask] = random_mixed_tokens(27, rng);
+  const Matrix expected = reference_forward(load_reference(tmp / "model"), tokens,
+                                            ReferencePairing::interleaved, mask, false);
+  for (const std::int64_t chunk : {1, 4, 5, 27}) {
+    KVCache cache(model->config(), 32);
+    const std::vector<float> last =
+        prefill(*model, cache, PromptView(tokens, mask), chunk);
+    expect_logits(last, expected, tokens.size() - 1, 1, 97, "chunk " + std::to_string(chunk));
+  }
+}
+
+TEST(VisionModel, BadVisionInputIsRefused) {
+  std::mt19937_64 rng(test::test_seed());
+  test::TempDir tmp;
+  make_model(tmp / "vision", tiny_vision_config(DType::f32, false), DType::f32, rng());
+  make_model(tmp / "text", tiny_config(2, DType::f32, 1e4), DType::f32, rng());
+  const auto vision = Model::load(tmp / "vision");
+  const auto text = Model::load(tmp / "text");
+  const std::vector<std::int32_t> tokens = {3, 5, 7};
+  const std::vector<std::uint8_t> mask = {0, 1, 0};
+  KVCache vision_cache(vision->config(), 8), text_cache(text->config(), 8);
+  std::vector<float> logits;
+  auto refused = [&](const Model& model, KVCache& cache, std::vector<std::int32_t> ids,
+                     std::vector<std::uint8_t> m, Head head, const std::string& fragment) {
+    const Error error = test::capture_error([&] {
+      model.forward(ids, cache, {.logits_for = LogitsFor::last, .head = head, .vision_mask = m},
+                    &logits);
+    });
+    EXPECT_EQ(error.kind(), ErrorKind::invalid_argument) << error.what();
+    EXPECT_NE(std::string(error.what()).find(fragment), std::string::npos) << error.what();
+    EXPECT_EQ(cache.size(), 0) << "a refused forward must not advance the cache";
+  };
+  refused(*text, text_cache, tokens, mask, Head::text, "text-only");
+  refused(*text, text_cache, tokens, {}, Head::vision, "text-only");
+  refused(*vision, vision_cache, tokens, {0, 1}, Head::text, "vision mask has 2 entries");
+  refused(*vision, vision_cache, {3, static_cast<std::int32_t>(kVisionVocab), 4}, mask,
+          Head::vision, "vision tokens from position 1");
+  const std::vector<std::int32_t> code_outside_the_vocabulary = {3, 99, 4};
+  const Error error = test::capture_error(
+      [&] { prefill(*vision, vision_cache, PromptView(code_outside_the_vocabulary, mask), 2); });
+  EXPECT_NE(std::string(error.what()).find("vision vocabulary of 40"), std::string::npos)
+      << error.what();
 }
 
 }  // namespace

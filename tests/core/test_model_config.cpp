@@ -90,6 +90,20 @@ TEST(ModelConfig, TiedEmbeddingsDropTheHead) {
   EXPECT_EQ(config.parameter_count(), 6'738'415'616 - 32000 * 4096);
 }
 
+// LWM-Chat's released params are 13.6 GB of bf16 = 6.808 B parameters (spec §4.3): the text
+// model plus a vision embedding and head of 8448 × 4096 each (spec §2.1).
+TEST(ModelConfig, VisionPresetMatchesLwmChat) {
+  const ModelConfig config = ModelConfig::preset("7b-vision");
+  EXPECT_TRUE(config.has_vision());
+  EXPECT_EQ(config.vision_vocab_size, 8448);
+  EXPECT_EQ(config.rope_theta, 5e7);
+  EXPECT_EQ(config.parameter_count(), 6'738'415'616 + 2 * 8448 * 4096);
+  EXPECT_FALSE(ModelConfig::preset("7b").has_vision());
+  ModelConfig negative = config;
+  negative.vision_vocab_size = -1;
+  EXPECT_THROW(negative.validate("negative"), Error);
+}
+
 TEST(ModelConfig, JsonRoundTripKeepsEveryField) {
   ModelConfig config;
   config.vocab_size = 1000;
@@ -105,6 +119,8 @@ TEST(ModelConfig, JsonRoundTripKeepsEveryField) {
   config.eos_token_id = 11;
   config.pad_token_id = 12;
   config.tie_word_embeddings = true;
+  config.vision_vocab_size = 8448;
+  config.tie_vision_embeddings = true;
   config.convention_known = true;
   config.convention = WeightConvention::hf;
   config.torch_dtype = DType::f16;
@@ -124,6 +140,8 @@ TEST(ModelConfig, JsonRoundTripKeepsEveryField) {
   EXPECT_EQ(back.eos_token_id, config.eos_token_id);
   EXPECT_EQ(back.pad_token_id, config.pad_token_id);
   EXPECT_EQ(back.tie_word_embeddings, config.tie_word_embeddings);
+  EXPECT_EQ(back.vision_vocab_size, config.vision_vocab_size);
+  EXPECT_EQ(back.tie_vision_embeddings, config.tie_vision_embeddings);
   EXPECT_TRUE(back.convention_known);
   EXPECT_EQ(back.convention, WeightConvention::hf);
   EXPECT_EQ(back.torch_dtype, DType::f16);

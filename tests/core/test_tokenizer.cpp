@@ -24,16 +24,7 @@ std::string read_bytes(const std::filesystem::path& path) {
   return out.str();
 }
 
-template <typename Fn>
-Error capture_error(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& error) {
-    return error;
-  }
-  ADD_FAILURE() << "expected lwm::Error";
-  return Error(ErrorKind::invalid_argument, "");
-}
+using test::capture_error;
 
 TEST(Tokenizer, UsesLlamaSpecialIds) {
   const Tokenizer& tokenizer = test_tokenizer();

@@ -1,11 +1,15 @@
 // Helpers shared by the tests: temporary directories, random data, fp64 comparisons.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "lwm/error.h"
 
 namespace lwm::test {
 
@@ -48,5 +52,18 @@ struct CommandResult {
   std::string output;
 };
 CommandResult run_command(const std::string& command_line);
+
+// Runs `fn` and returns the lwm::Error it throws, failing the test when it throws none, so a
+// test can check the error's kind and message.
+template <typename Fn>
+Error capture_error(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& error) {
+    return error;
+  }
+  ADD_FAILURE() << "expected lwm::Error";
+  return Error(ErrorKind::invalid_argument, "");
+}
 
 }  // namespace lwm::test

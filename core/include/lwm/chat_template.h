@@ -12,6 +12,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "lwm/prompt.h"
 #include "lwm/tokenizer.h"
 
 namespace lwm {
@@ -45,8 +46,13 @@ class ChatTemplates {
   std::map<std::string, ChatTemplate> templates_;
 };
 
-// Renders a text-only template: substitutes every {field} (missing fields and media parts are
-// errors) and tokenizes each part on its own.
+// Renders a template: substitutes every {field} (a missing field is an error), tokenizes each
+// text part on its own, and lays `video` out in the media slot (spec §2.3). A template with a
+// media slot needs a video, and a video needs a template with a media slot.
+Prompt render_prompt(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                     const std::map<std::string, std::string>& fields, const VideoCodes* video);
+
+// The text-only form: the ids of a template without a media slot.
 std::vector<std::int32_t> render_prompt(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
                                         const std::map<std::string, std::string>& fields);
 

@@ -12,6 +12,7 @@
 #include "lwm/kv_cache.h"
 #include "lwm/model.h"
 #include "lwm/progress.h"
+#include "lwm/prompt.h"
 #include "lwm/tokenizer.h"
 
 namespace lwm {
@@ -35,10 +36,10 @@ class Sampler {
   std::vector<std::pair<float, std::int32_t>> scratch_;
 };
 
-// Runs `tokens` through the model into `cache` in chunks of `chunk` tokens, calling `progress`
+// Runs the prompt's tokens (text and vision, spec §2.2) through the model into `cache` in chunks of `chunk` tokens, calling `progress`
 // after every chunk; throws Error(cancelled) when it returns false. Returns the logits of the
 // last token.
-std::vector<float> prefill(const Model& model, KVCache& cache, std::span<const std::int32_t> tokens,
+std::vector<float> prefill(const Model& model, KVCache& cache, PromptView prompt,
                            std::int64_t chunk, const ProgressCallback& progress = {});
 
 struct GenerationOptions {
@@ -67,10 +68,11 @@ struct GenerationResult {
 // Called with each generated token and the text it completed; return false to stop.
 using TokenCallback = std::function<bool(std::int32_t token, std::string_view text)>;
 
-// Prefills `prompt` after whatever `cache` already holds, then generates. Stops at EOS, after
+// Prefills `prompt` after whatever `cache` already holds, then generates text (spec §2.5: chat
+// runs in text mode, also after a video). Stops at EOS, after
 // max_new_tokens, when the cache is full, or when `on_token` returns false.
 GenerationResult generate(const Model& model, const Tokenizer& tokenizer, KVCache& cache,
-                          std::span<const std::int32_t> prompt, const GenerationOptions& options,
+                          PromptView prompt, const GenerationOptions& options,
                           const TokenCallback& on_token = {},
                           const ProgressCallback& prefill_progress = {});
 

@@ -1,4 +1,5 @@
-// The LWM text model (LLaMA-2 architecture, spec §1.2) on the CPU backend.
+// The LWM model (LLaMA-2 architecture, spec §1.2; with the vision embedding and head of §2.2
+// when the config has a vision vocabulary) on the CPU backend.
 // Weights stay memory-mapped in their stored dtype and convention; see linear.h and rope.h for how
 // Hugging Face and LWM/JAX files run the same arithmetic without rewriting them.
 #pragma once
@@ -20,6 +21,18 @@ namespace lwm {
 // Which positions of a forward call produce logits.
 enum class LogitsFor : std::uint8_t { none, last, all };
 
+// Which vocabulary the logits are over (spec §2.2): the text head (lm_head) or, for
+// vision-language models, the vision head (VQGAN codes and frame delimiters).
+enum class Head : std::uint8_t { text, vision };
+
+struct ForwardOptions {
+  LogitsFor logits_for = LogitsFor::none;
+  Head head = Head::text;
+  // One entry per token: non-zero where the id is a vision id (looked up in the vision
+  // embedding), zero for text ids. Empty → every token is text.
+  std::span<const std::uint8_t> vision_mask;
+};
+
 struct ModelRuntimeOptions {
   std::int64_t attention_query_chunk = 256;
   std::int64_t attention_key_chunk = 512;
@@ -37,8 +50,15 @@ class Model {
   // Runs `tokens` at positions cache.size() … cache.size()+n−1, appending their keys and values
   // to the cache. Writes vocab-wide logits to `logits` for the last token (LogitsFor::last, one
   // row) or for every token (LogitsFor::all, n rows). Throws if the cache has no room.
-  void forward(std::span<const std::int32_t> tokens, KVCache& cache, LogitsFor which,
+  // With options.head == Head::vision the rows are vision_vocab_size wide instead. Throws for ids
+  // outside their vocabulary, a mask of the wrong length, or vision input to a text-only model.
+  void forward(std::span<const std::int32_t> tokens, KVCache& cache, const ForwardOptions& options,
                std::vector<float>* logits) const;
+  // Text tokens only, text logits.
+  void forward(std::span<const std::int32_t> tokens, KVCache& cache, LogitsFor which,
+               std::vector<float>* logits) const {
+    forward(tokens, cache, ForwardOptions{.logits_for = which}, logits);
+  }
 
  private:
   struct Layer {
@@ -46,6 +66,9 @@ class Model {
     Linear wq, wk, wv, wo, w1, w2, w3;
   };
   Model() = default;
+  void check_modalities(const ForwardOptions& options, std::int64_t n) const;
+  void embed(std::span<const std::int32_t> tokens, std::span<const std::uint8_t> vision_mask,
+             float* out) const;
 
   std::filesystem::path dir_;
   ModelConfig config_;
@@ -55,6 +78,8 @@ class Model {
   std::vector<Layer> layers_;
   Tensor final_norm_;
   Linear lm_head_;
+  Tensor vision_embedding_;  // empty for text-only models
+  Linear vision_head_;
   std::unique_ptr<RotaryEmbedding> rope_;
 };
 

@@ -36,13 +36,18 @@ struct ModelConfig {
   std::int32_t eos_token_id = 2;
   std::int32_t pad_token_id = 0;
   bool tie_word_embeddings = false;
+  // Vision-language models (spec §2.1): VQGAN codes and frame delimiters form a second
+  // vocabulary with its own embedding and head. 0 → a text-only model.
+  std::int64_t vision_vocab_size = 0;
+  bool tie_vision_embeddings = false;
   // Absent from config.json → inferred from the tensor names when the weights are opened.
   bool convention_known = false;
   WeightConvention convention = WeightConvention::jax;
   DType torch_dtype = DType::bf16;  // storage dtype of the weights as written
 
   std::int64_t head_dim() const noexcept { return hidden_size / num_heads; }
-  // Parameters of the text model (embeddings, layers, final norm, head).
+  bool has_vision() const noexcept { return vision_vocab_size > 0; }
+  // Parameters of the model (embeddings, layers, final norm, heads; vision ones included).
   std::int64_t parameter_count() const noexcept;
   // Bytes of K and V for one token over all layers when cached as `dtype`.
   std::int64_t kv_bytes_per_token(DType dtype) const noexcept;
@@ -56,7 +61,8 @@ struct ModelConfig {
   // Reads <dir>/config.json (or a config file path) and validates it.
   static ModelConfig load(const std::filesystem::path& path);
   // LWM's presets (spec §1.1): "7b", "debug", "200m", "1b", "3b", "13b", "30b", "65b", plus
-  // "tiny" (a few layers, for tests) and "100m" (our benchmark size).
+  // "7b-vision" (LWM-Chat: vision vocabulary 8448, theta 5e7, spec §2.1), "tiny" and
+  // "tiny-vision" (a few layers, for tests) and "100m" (our benchmark size).
   static ModelConfig preset(const std::string& name);
 };
 

@@ -1,5 +1,6 @@
 #include "lwm/prompt.h"
 
+#include <algorithm>
 #include <string>
 
 #include "lwm/error.h"
@@ -11,6 +12,41 @@ void Prompt::append(std::span<const std::int32_t> ids, bool vision) {
   if (vision && vision_mask_.empty()) vision_mask_.assign(tokens_.size(), 0);
   tokens_.insert(tokens_.end(), ids.begin(), ids.end());
   if (!vision_mask_.empty()) vision_mask_.insert(vision_mask_.end(), ids.size(), vision ? 1 : 0);
+}
+
+std::int64_t Prompt::common_prefix(std::span<const std::int32_t> ids,
+                                   std::span<const std::uint8_t> mask) const noexcept {
+  const auto kind = [](std::span<const std::uint8_t> m, std::size_t i) {
+    return !m.empty() && m[i] != 0;
+  };
+  std::size_t n = 0;
+  while (n < tokens_.size() && n < ids.size() && tokens_[n] == ids[n] &&
+         kind(vision_mask_, n) == kind(mask, n)) {
+    ++n;
+  }
+  return static_cast<std::int64_t>(n);
+}
+
+Prompt Prompt::prefix(std::int64_t n) const {
+  return slice(0, std::clamp<std::int64_t>(n, 0, size()));
+}
+
+Prompt Prompt::suffix(std::int64_t n) const {
+  return slice(std::clamp<std::int64_t>(n, 0, size()), size());
+}
+
+Prompt Prompt::slice(std::int64_t begin, std::int64_t end) const {
+  Prompt out;
+  out.tokens_.assign(tokens_.begin() + begin, tokens_.begin() + end);
+  if (!vision_mask_.empty()) {
+    out.vision_mask_.assign(vision_mask_.begin() + begin, vision_mask_.begin() + end);
+  }
+  for (const TokenRange& frame : frames_) {
+    const TokenRange clipped{std::max(frame.begin, begin) - begin,
+                             std::min(frame.end, end) - begin};
+    if (clipped.size() > 0) out.frames_.push_back(clipped);
+  }
+  return out;
 }
 
 void Prompt::append_text(std::span<const std::int32_t> ids) {

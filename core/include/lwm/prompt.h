@@ -45,6 +45,14 @@ class Prompt {
   // The token range of every frame appended so far: its codes and the delimiter after them.
   const std::vector<TokenRange>& frames() const noexcept { return frames_; }
 
+  // Number of leading tokens equal to `ids` (and of the same kind, text or vision, by `mask`;
+  // an empty mask is all text).
+  std::int64_t common_prefix(std::span<const std::int32_t> ids,
+                             std::span<const std::uint8_t> mask) const noexcept;
+  // The first `n` tokens, or all tokens from position `n` on, with their frames (clipped).
+  Prompt prefix(std::int64_t n) const;
+  Prompt suffix(std::int64_t n) const;
+
   void append_text(std::span<const std::int32_t> ids);
   // Appends the `<vision>` text, every frame's codes followed by end-of-frame, except the last
   // frame which ends with end-of-vision, then the `</vision>` text: the training layout of
@@ -54,6 +62,7 @@ class Prompt {
 
  private:
   void append(std::span<const std::int32_t> ids, bool vision);
+  Prompt slice(std::int64_t begin, std::int64_t end) const;
 
   std::vector<std::int32_t> tokens_;
   std::vector<std::uint8_t> vision_mask_;

@@ -1,0 +1,98 @@
+// A conversation about one source (a book, a text or a video): ingest once, ask many
+// (design.md, step 5). The session keeps the KV cache and the tokens in it; every question is
+// rendered into the full prompt and only what differs from the cache is computed, so the source
+// is prefilled once and reused for as long as the template puts it before the question.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "lwm/chat_template.h"
+#include "lwm/generation.h"
+#include "lwm/kv_cache.h"
+#include "lwm/model.h"
+#include "lwm/progress.h"
+#include "lwm/prompt.h"
+#include "lwm/tokenizer.h"
+
+namespace lwm {
+
+struct SessionOptions {
+  // Template name (chat_template.h); empty → "document-qa" for text, "video-chat-media-first" for
+  // videos (the media-first template lets every question reuse the video's cache).
+  std::string template_name;
+  // KV-cache capacity in tokens; 0 → the source plus `answer_reserve`, at most the model's
+  // maximum sequence length.
+  std::int64_t context = 0;
+  // Tokens kept free for questions and answers when the context is sized automatically.
+  std::int64_t answer_reserve = 1024;
+  std::int64_t prefill_chunk = 512;
+};
+
+// What ingest will cost, known before any compute (the GUI shows it as the plan).
+struct SessionPlan {
+  std::int64_t source_tokens = 0;  // the rendered prompt without question-dependent tokens
+  std::int64_t context = 0;        // KV-cache capacity
+  std::int64_t kv_cache_bytes = 0;
+};
+
+struct AskResult {
+  GenerationResult generation;
+  std::int64_t reused_tokens = 0;  // prompt tokens found already in the cache
+};
+
+class Session {
+ public:
+  // A session over text (a book's text or an inline prompt). `model` and `tokenizer` must outlive
+  // it. Throws Error(out_of_memory) when the text and the answer reserve do not fit the context,
+  // or the KV cache does not fit in memory, before anything is computed.
+  static std::unique_ptr<Session> for_text(const Model& model, const Tokenizer& tokenizer,
+                                           std::string text, const SessionOptions& options = {});
+  // A session over a video's VQGAN codes (vision-language models only).
+  static std::unique_ptr<Session> for_video(const Model& model, const Tokenizer& tokenizer,
+                                            VideoCodes video, const SessionOptions& options = {});
+
+  const SessionPlan& plan() const noexcept { return plan_; }
+  // The question-independent start of every prompt (with the frames of a video source).
+  const Prompt& source_prompt() const noexcept { return source_; }
+  const ChatTemplate& chat_template() const noexcept { return *template_; }
+  std::int64_t cached_tokens() const noexcept { return cache_.size(); }
+
+  // Prefills the question-independent part of the prompt. Optional: ask() does it when needed.
+  // Cancelling leaves the session as it was.
+  void ingest(const ProgressCallback& progress = {});
+
+  // Renders the question into the template, reuses the cached prefix, prefills the rest and
+  // generates. Each question is asked about the source alone (earlier answers are not in its
+  // prompt); cancelling keeps what was ingested. Prefill runs in the session's prefill_chunk.
+  AskResult ask(std::string_view question, const GenerationOptions& options,
+                const TokenCallback& on_token = {}, const ProgressCallback& prefill_progress = {});
+
+ private:
+  Session(const Model& model, const Tokenizer& tokenizer, const ChatTemplate& chat_template,
+          std::string text, std::optional<VideoCodes> video, const SessionOptions& options);
+  static std::unique_ptr<Session> create(const Model& model, const Tokenizer& tokenizer,
+                                         const std::string& default_template, std::string text,
+                                         std::optional<VideoCodes> video,
+                                         const SessionOptions& options);
+  Prompt render(std::string_view question) const;
+  void truncate_cache(std::int64_t tokens);
+  // Records that the cache holds the first cache_.size() tokens of `prompt`.
+  void remember(const Prompt& prompt);
+
+  const Model& model_;
+  const Tokenizer& tokenizer_;
+  const ChatTemplate* template_;
+  std::string text_;
+  std::optional<VideoCodes> video_;
+  SessionOptions options_;
+  Prompt source_;  // the question-independent prefix of every prompt
+  SessionPlan plan_;
+  KVCache cache_;
+  Prompt cached_;  // the tokens the cache holds, position by position
+};
+
+}  // namespace lwm

@@ -40,6 +40,11 @@ packages=(
   libgmock-dev
   python3-venv        # the test environment below
   qt6-base-dev        # the desktop application (the build skips it when Qt is absent)
+  libavformat-dev     # video reader (core/src/media): containers, seeking
+  libavcodec-dev      # video reader: decoders
+  libavutil-dev       # video reader: display matrix, frames
+  libswscale-dev      # video reader: resize and YUV->RGB
+  ffmpeg              # tests and benchmark write their video fixtures with the ffmpeg CLI
 )
 
 if [[ $EUID -eq 0 ]]; then

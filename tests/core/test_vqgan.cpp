@@ -176,6 +176,12 @@ TEST(VqganOps, ConvRejectsMismatchedKernel) {
     EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
     EXPECT_NE(std::string(e.what()).find("[3, 3, 16, 64]"), std::string::npos) << e.what();
   }
+  // A one-row image has no stride-2 window even after padding: an error, not a read past it.
+  const Tensor square = Tensor::zeros(DType::f32, {3, 3, 32, 32});
+  EXPECT_EQ(ConvGeometry::downsample(1, 7).out_height, 0);
+  EXPECT_THROW(cpu::conv2d(x.data(), {1, 1, 7, 32}, square, Tensor(),
+                           ConvGeometry::downsample(1, 7), y.data()),
+               Error);
 }
 
 TEST(VqganOps, GroupNormMatchesFp64Reference) {

@@ -94,8 +94,9 @@ ConvGeometry ConvGeometry::same(std::int64_t kernel, std::int64_t height, std::i
 }
 
 ConvGeometry ConvGeometry::downsample(std::int64_t height, std::int64_t width) {
-  // Padded size h+1, VALID 3×3 stride 2: floor((h + 1 − 3) / 2) + 1 rows.
-  return {3, 2, 0, 0, 1, (height - 2) / 2 + 1, (width - 2) / 2 + 1};
+  // Padded size h+1, VALID 3×3 stride 2: floor((h + 1 − 3) / 2) + 1 rows (none when h < 2).
+  const auto windows = [](std::int64_t size) { return size < 2 ? 0 : (size - 2) / 2 + 1; };
+  return {3, 2, 0, 0, 1, windows(height), windows(width)};
 }
 
 ConvGeometry ConvGeometry::upsample2(std::int64_t height, std::int64_t width) {

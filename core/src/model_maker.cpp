@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <numbers>
 #include <random>
@@ -15,6 +16,7 @@
 #include "atomic_file.h"
 #include "lwm/error.h"
 #include "safetensors_format.h"
+#include "vqgan/vqgan_network.h"
 #include "weight_names.h"
 
 namespace lwm {
@@ -342,6 +344,104 @@ void make_random_model(const fs::path& dir, const ModelMakerOptions& options,
     build_model(target, options, progress);
   } catch (const fs::filesystem_error& error) {
     throw Error(ErrorKind::io, "cannot make the model '" + target.string() + "': " + error.what());
+  }
+}
+
+namespace {
+
+float vqgan_value(const vqgan::ParamSpec& spec, const VqganMakerOptions& options,
+                  NormalSource& normal) {
+  const double z = normal.next();
+  switch (spec.kind) {
+    case vqgan::ParamKind::conv_kernel: {
+      const auto fan_in = static_cast<double>(spec.shape[0] * spec.shape[1] * spec.shape[2]);
+      return static_cast<float>(z / std::sqrt(fan_in));
+    }
+    case vqgan::ParamKind::conv_bias:
+      return static_cast<float>(options.bias_std * z);
+    case vqgan::ParamKind::norm_scale:
+      return static_cast<float>(1.0 + options.norm_noise * z);
+    case vqgan::ParamKind::norm_bias:
+      return static_cast<float>(options.norm_noise * z);
+    case vqgan::ParamKind::codebook:
+      return static_cast<float>(options.codebook_std * z);
+  }
+  return 0.0f;
+}
+
+void write_vqgan_weights(const fs::path& path, const VqganMakerOptions& options,
+                         const ProgressReporter& reporter) {
+  const std::vector<vqgan::ParamSpec> plan = vqgan::parameter_plan(options.config);
+  std::vector<safetensors_format::TensorRecord> records;
+  for (const auto& spec : plan) records.push_back({spec.name, options.dtype, spec.shape});
+  AtomicFileWriter writer(path);
+  writer.write(safetensors_format::encode_header(
+      path.string(), records, {{"lwm_format", "lwm-vqgan"}, {"lwm_format_version", "1"}}));
+  std::vector<float> values;
+  std::vector<unsigned char> bytes;
+  for (std::size_t i = 0; i < plan.size(); ++i) {
+    NormalSource normal(tensor_seed(options.seed, i));
+    values.resize(static_cast<std::size_t>(shape_numel(plan[i].shape)));
+    for (float& v : values) v = vqgan_value(plan[i], options, normal);
+    bytes.resize(values.size() * dtype_size(options.dtype));
+    from_float(options.dtype, values.data(), bytes.data(), values.size());
+    writer.write(bytes.data(), bytes.size());
+    reporter.report(static_cast<std::int64_t>(i) + 1);
+  }
+  writer.commit();
+}
+
+void merge_vqgan_config(const fs::path& dir, const VqganConfig& config) {
+  const fs::path file = dir / "config.json";
+  nlohmann::json json = nlohmann::json::object();
+  if (fs::exists(file)) {
+    std::ifstream in(file, std::ios::binary);
+    try {
+      json = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& error) {
+      throw Error(ErrorKind::config, "cannot add the VQGAN config to '" + file.string() +
+                                         "': it is not valid JSON (" + error.what() + ")");
+    }
+    if (!json.is_object()) {
+      throw Error(ErrorKind::config,
+                  "cannot add the VQGAN config to '" + file.string() + "': not a JSON object");
+    }
+  }
+  json["vqgan"] = config.to_json();
+  write_file_atomically(file, json.dump(2) + "\n");
+}
+
+}  // namespace
+
+void make_random_vqgan(const fs::path& dir, const VqganMakerOptions& options,
+                       const ProgressCallback& progress) {
+  options.config.validate("VQGAN maker options");
+  for (const float value : {options.bias_std, options.norm_noise, options.codebook_std}) {
+    if (!std::isfinite(value) || value < 0) {
+      throw Error(ErrorKind::invalid_argument,
+                  "VQGAN maker: bias_std, norm_noise and codebook_std must be finite and >= 0");
+    }
+  }
+  const fs::path target = normalised_target(dir);
+  const fs::path weights = target / "vqgan.safetensors";
+  try {
+    if (fs::exists(target) && !fs::is_directory(target)) {
+      throw Error(ErrorKind::invalid_argument,
+                  "VQGAN maker: '" + target.string() + "' exists and is not a directory");
+    }
+    if (fs::exists(weights)) {
+      throw Error(ErrorKind::invalid_argument,
+                  "VQGAN maker: '" + weights.string() + "' already exists");
+    }
+    const auto count = static_cast<std::int64_t>(vqgan::parameter_plan(options.config).size());
+    const ProgressReporter reporter(progress, count, target);
+    reporter.report(0);
+    fs::create_directories(target);
+    // Weights first: a config.json naming a VQGAN whose weights never arrived would mislead.
+    write_vqgan_weights(weights, options, reporter);
+    merge_vqgan_config(target, options.config);
+  } catch (const fs::filesystem_error& error) {
+    throw Error(ErrorKind::io, "cannot make the VQGAN in '" + target.string() + "': " + error.what());
   }
 }
 

@@ -50,8 +50,9 @@ void run_convert(const ConvertCommandOptions& options) {
   bar.finish();
   for (const auto& note : result.notes) std::fprintf(stderr, "lwm: note: %s\n", note.c_str());
   std::printf("converted %s (%s) into %s: %s tensors, %s in %s shard%s%s\n", options.from.c_str(),
-              convert_source_name(result.source), options.out.c_str(), format_count(result.tensors).c_str(),
-              format_bytes(result.bytes).c_str(), format_count(result.shards).c_str(), result.shards == 1 ? "" : "s",
+              convert_source_name(result.source), options.out.c_str(),
+              format_count(result.tensors).c_str(), format_bytes(result.bytes).c_str(),
+              format_count(result.shards).c_str(), result.shards == 1 ? "" : "s",
               result.vqgan ? ", with the VQGAN" : "");
 }
 
@@ -63,17 +64,24 @@ Command add_convert_command(CLI::App& parent) {
       "convert",
       "Convert an LWM JAX checkpoint (tux streaming params or train state, flax msgpack), a VQGAN "
       "pickle, or a Hugging Face LLaMA directory into an LWM Studio model directory.");
-  app->add_option("--from", options->from, "Checkpoint file, or a directory holding one (or an HF model)")
+  app->add_option("--from", options->from,
+                  "Checkpoint file, or a directory holding one (or an HF model)")
       ->required();
-  app->add_option("--out", options->out, "Directory to create (must not exist or be empty)")->required();
-  app->add_option("--vqgan", options->vqgan, "VQGAN pickle to include (default: 'vqgan' beside the checkpoint)");
+  app->add_option("--out", options->out, "Directory to create (must not exist or be empty)")
+      ->required();
+  app->add_option("--vqgan", options->vqgan,
+                  "VQGAN pickle to include (default: 'vqgan' beside the checkpoint)");
   app->add_option("--tokenizer", options->tokenizer,
                   "SentencePiece tokenizer.model (default: the one beside the source)");
-  CLI::Option* preset = app->add_option("--preset", options->preset,
-                                        "LWM preset for the config: 7b, 13b, 30b, 65b, 1b, 3b, 200m, 100m, debug, tiny");
-  app->add_option("--config", options->config_file, "config.json to take the config from")->excludes(preset);
-  app->add_option("--theta", options->theta, "RoPE theta (LWM-1M models: 5e7)")->check(CLI::PositiveNumber);
-  app->add_option("--max-sequence-length", options->max_sequence_length, "Context length the model supports")
+  CLI::Option* preset = app->add_option(
+      "--preset", options->preset,
+      "LWM preset for the config: 7b, 13b, 30b, 65b, 1b, 3b, 200m, 100m, debug, tiny");
+  app->add_option("--config", options->config_file, "config.json to take the config from")
+      ->excludes(preset);
+  app->add_option("--theta", options->theta, "RoPE theta (LWM-1M models: 5e7)")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--max-sequence-length", options->max_sequence_length,
+                  "Context length the model supports")
       ->check(CLI::PositiveNumber);
   app->add_option("--shard-size", options->shard_size, "Largest safetensors shard in bytes")
       ->check(CLI::PositiveNumber)

@@ -1,7 +1,8 @@
 // `lwm convert` and its readers: tux/flax msgpack files and VQGAN pickles written by the real
 // Python libraries (tests/python/tux_fixture.py with msgpack-python, numpy and pickle), converted
-// and loaded; the msgpack writer byte-identical to msgpack-python; and bad inputs (every truncation,
-// flipped bytes, lying lengths, forbidden opcodes and globals, wrong shapes, missing tensors).
+// and loaded; the msgpack writer byte-identical to msgpack-python; and bad inputs (every
+// truncation, flipped bytes, lying lengths, forbidden opcodes and globals, wrong shapes, missing
+// tensors).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -38,7 +39,9 @@ void write_bytes(const fs::path& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }
 
-Bytes as_bytes(const std::string& s) { return {reinterpret_cast<const unsigned char*>(s.data()), s.size()}; }
+Bytes as_bytes(const std::string& s) {
+  return {reinterpret_cast<const unsigned char*>(s.data()), s.size()};
+}
 
 // Runs tests/python/tux_fixture.py; fails the test when Python or msgpack is missing.
 void fixture(const std::string& arguments) {
@@ -46,11 +49,14 @@ void fixture(const std::string& arguments) {
   ASSERT_TRUE(fs::exists(python)) << "no test Python at " << python
                                   << "; run `bash packaging/install-deps.sh --tests`";
   const fs::path script = test::source_dir() / "tests/python/tux_fixture.py";
-  const auto result = test::run_command("'" + python.string() + "' '" + script.string() + "' " + arguments);
+  const auto result =
+      test::run_command("'" + python.string() + "' '" + script.string() + "' " + arguments);
   ASSERT_EQ(result.exit_code, 0) << result.output;
 }
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string q(const fs::path& p) {
+  return "'" + p.string() + "'";
+}
 
 std::vector<ArrayLeaf> read_records(const std::string& bytes) {
   convert::MsgpackRecordReader reader(as_bytes(bytes), "test");
@@ -104,8 +110,9 @@ TEST(MsgpackRecords, WriterIsByteIdenticalToMsgpackPython) {
   for (const DType dtype : {DType::bf16, DType::f32}) {
     const fs::path model = dir / ("model-" + std::string(dtype_name(dtype)));
     make_model(model, WeightConvention::jax, dtype, seed);
-    for (const std::string options : {"--chunk 1000 --layout stacked", "--chunk 100000 --layout per_layer",
-                                      "--chunk 777 --form trainstate", "--chunk 64 --vision 10"}) {
+    for (const std::string options :
+         {"--chunk 1000 --layout stacked", "--chunk 100000 --layout per_layer",
+          "--chunk 777 --form trainstate", "--chunk 64 --vision 10"}) {
       SCOPED_TRACE(options + " " + dtype_name(dtype));
       const fs::path file = dir / "file";
       fixture("tux " + q(model) + " " + q(file) + " " + options);
@@ -113,7 +120,9 @@ TEST(MsgpackRecords, WriterIsByteIdenticalToMsgpackPython) {
       const std::uint64_t chunk = std::stoull(options.substr(8));
       std::string rewritten;
       convert::MsgpackRecordWriter writer(
-          [&](const void* data, std::size_t size) { rewritten.append(static_cast<const char*>(data), size); },
+          [&](const void* data, std::size_t size) {
+            rewritten.append(static_cast<const char*>(data), size);
+          },
           chunk);
       std::size_t chunked = 0;
       for (const auto& leaf : read_records(original)) {
@@ -124,7 +133,8 @@ TEST(MsgpackRecords, WriterIsByteIdenticalToMsgpackPython) {
       if (chunk < 10000) {
         EXPECT_GT(chunked, 0u);
       }
-      EXPECT_TRUE(rewritten == original) << "sizes " << rewritten.size() << " vs " << original.size();
+      EXPECT_TRUE(rewritten == original)
+          << "sizes " << rewritten.size() << " vs " << original.size();
     }
   }
 }
@@ -142,10 +152,12 @@ TEST(MsgpackRecords, ChunkedArraysRoundTripAtEveryBoundary) {
       for (auto& ch : data) ch = static_cast<char>(rng());
       std::string file;
       convert::MsgpackRecordWriter writer(
-          [&](const void* p, std::size_t n) { file.append(static_cast<const char*>(p), n); }, threshold);
+          [&](const void* p, std::size_t n) { file.append(static_cast<const char*>(p), n); },
+          threshold);
       // Split the input arbitrarily: the writer must not care where the pieces break.
       const std::size_t cut = data.size() / 3;
-      writer.write_array({"a", "b"}, dtype, shape, {as_bytes(data).subspan(0, cut), as_bytes(data).subspan(cut)});
+      writer.write_array({"a", "b"}, dtype, shape,
+                         {as_bytes(data).subspan(0, cut), as_bytes(data).subspan(cut)});
       const auto leaves = read_records(file);
       ASSERT_EQ(leaves.size(), 1u);
       EXPECT_EQ(leaves[0].shape, shape);
@@ -153,7 +165,10 @@ TEST(MsgpackRecords, ChunkedArraysRoundTripAtEveryBoundary) {
       EXPECT_EQ(concat(leaves[0].pieces), data);
       const std::uint64_t per_chunk = threshold / itemsize;
       const std::size_t expected_pieces =
-          data.size() > threshold ? static_cast<std::size_t>((static_cast<std::uint64_t>(numel) + per_chunk - 1) / per_chunk) : 1;
+          data.size() > threshold
+              ? static_cast<std::size_t>((static_cast<std::uint64_t>(numel) + per_chunk - 1) /
+                                         per_chunk)
+              : 1;
       EXPECT_EQ(leaves[0].pieces.size(), expected_pieces) << dtype << " numel " << numel;
     }
   }
@@ -175,13 +190,13 @@ TEST_P(ConvertRoundTrip, LogitsEqualTheOriginalModel) {
   ConvertOptions convert_options;
   convert_options.max_shard_bytes = 20000;  // several shards and an index
   std::int64_t last_done = -1, total = 0;
-  const ConvertResult result = convert_model(dir / "params", dir / "converted", convert_options,
-                                             [&](const Progress& p) {
-                                               EXPECT_GE(p.done, last_done);
-                                               last_done = p.done;
-                                               total = p.total;
-                                               return true;
-                                             });
+  const ConvertResult result =
+      convert_model(dir / "params", dir / "converted", convert_options, [&](const Progress& p) {
+        EXPECT_GE(p.done, last_done);
+        last_done = p.done;
+        total = p.total;
+        return true;
+      });
   EXPECT_EQ(last_done, total);
   EXPECT_GT(result.shards, 1);
   EXPECT_TRUE(fs::exists(dir / "converted" / "model.safetensors.index.json"));
@@ -245,7 +260,8 @@ TEST(Convert, HuggingFaceDirectoryKeepsItsConventionAndLogits) {
 // spec §3.2: the real VQGAN has 146,244,675 float32 parameters; the §3.7 table must add up.
 TEST(Vqgan, ParameterTableMatchesTheReleasedModelSize) {
   std::int64_t total = 0;
-  for (const auto& [name, shape] : convert::vqgan_parameter_shapes(convert::VqganConfig{})) total += shape_numel(shape);
+  for (const auto& [name, shape] : convert::vqgan_parameter_shapes(convert::VqganConfig{}))
+    total += shape_numel(shape);
   EXPECT_EQ(total, 146244675);
 }
 
@@ -257,7 +273,8 @@ TEST_P(VqganPickles, ConvertToTheSameArrays) {
   const auto& [protocol, variant] = GetParam();
   test::TempDir dir;
   fixture("vqgan " + q(dir / "vqgan") + " " + q(dir / "reference.safetensors") + " --protocol " +
-          std::to_string(protocol) + " --variant " + variant + " --hidden 8 --mult 1,2,3 --res-blocks 2 --seed " +
+          std::to_string(protocol) + " --variant " + variant +
+          " --hidden 8 --mult 1,2,3 --res-blocks 2 --seed " +
           std::to_string(test::test_seed() % 1000));
   const ConvertResult result = convert_model(dir / "vqgan", dir / "out");
   EXPECT_EQ(result.source, ConvertSource::vqgan_pickle);
@@ -278,8 +295,8 @@ TEST_P(VqganPickles, ConvertToTheSameArrays) {
 
 INSTANTIATE_TEST_SUITE_P(Protocols, VqganPickles,
                          ::testing::Combine(::testing::Values(2, 4, 5),
-                                            ::testing::Values("numpy", "frozendict_newobj", "frozendict_reduce",
-                                                              "jax")));
+                                            ::testing::Values("numpy", "frozendict_newobj",
+                                                              "frozendict_reduce", "jax")));
 
 // ---- bad inputs -----------------------------------------------------------------------------
 
@@ -288,8 +305,8 @@ std::string tux_of(const fs::path& model, std::uint64_t chunk, const std::string
                    const std::string& add = "") {
   const WeightStore store(model);
   std::string out;
-  convert::MsgpackRecordWriter writer([&](const void* p, std::size_t n) { out.append(static_cast<const char*>(p), n); },
-                                      chunk);
+  convert::MsgpackRecordWriter writer(
+      [&](const void* p, std::size_t n) { out.append(static_cast<const char*>(p), n); }, chunk);
   auto split = [](const std::string& name) {
     std::vector<std::string> parts;
     std::size_t start = 0;
@@ -312,7 +329,8 @@ std::string tux_of(const fs::path& model, std::uint64_t chunk, const std::string
   return out;
 }
 
-std::string convert_error(const fs::path& source, const fs::path& out, const ConvertOptions& options = {}) {
+std::string convert_error(const fs::path& source, const fs::path& out,
+                          const ConvertOptions& options = {}) {
   try {
     convert_model(source, out, options);
   } catch (const Error& error) {
@@ -347,7 +365,9 @@ TEST(ConvertBadInput, EveryTruncationIsAnErrorNamingTheRecord) {
       while (reader.next(leaf)) ++n;
       // Only a cut exactly between records reads cleanly, with fewer records.
       EXPECT_LT(n, leaves.size()) << "cut " << cut;
-      EXPECT_EQ(cut, n == 0 ? 0 : leaves[n - 1].offset + (n < leaves.size() ? leaves[n].offset - leaves[n - 1].offset : 0))
+      EXPECT_EQ(cut, n == 0 ? 0
+                            : leaves[n - 1].offset +
+                                  (n < leaves.size() ? leaves[n].offset - leaves[n - 1].offset : 0))
           << "cut " << cut;
     } catch (const Error& error) {
       EXPECT_EQ(error.kind(), ErrorKind::file_format) << error.what();
@@ -370,13 +390,14 @@ TEST(ConvertBadInput, EveryTruncationIsAnErrorNamingTheRecord) {
 TEST(ConvertBadInput, FlippedBytesNeverCrash) {
   std::mt19937_64 rng(test::test_seed());
   std::string file;
-  convert::MsgpackRecordWriter writer([&](const void* p, std::size_t n) { file.append(static_cast<const char*>(p), n); },
-                                      40);
+  convert::MsgpackRecordWriter writer(
+      [&](const void* p, std::size_t n) { file.append(static_cast<const char*>(p), n); }, 40);
   const std::string data(120, '\x11');
   writer.write_array({"x", "kernel"}, "float32", {5, 6}, {as_bytes(data)});
   writer.write_array({"y"}, "bfloat16", {3}, {as_bytes(data).subspan(0, 6)});
   for (std::size_t at = 0; at < file.size(); ++at) {
-    for (const unsigned value : {0x00u, 0xffu, 0xc6u, 0xddu, 0x93u, static_cast<unsigned>(rng() & 0xff)}) {
+    for (const unsigned value :
+         {0x00u, 0xffu, 0xc6u, 0xddu, 0x93u, static_cast<unsigned>(rng() & 0xff)}) {
       std::string bad = file;
       bad[at] = static_cast<char>(value);
       try {
@@ -389,7 +410,8 @@ TEST(ConvertBadInput, FlippedBytesNeverCrash) {
 
 TEST(ConvertBadInput, LyingLengthsAndWrongTypesAreNamed) {
   std::string file;
-  convert::MsgpackRecordWriter writer([&](const void* p, std::size_t n) { file.append(static_cast<const char*>(p), n); });
+  convert::MsgpackRecordWriter writer(
+      [&](const void* p, std::size_t n) { file.append(static_cast<const char*>(p), n); });
   const std::string data(24, '\0');
   writer.write_array({"w", "kernel"}, "float32", {2, 3}, {as_bytes(data)});
   // Layout: 92 92 a1 'w' a6 'kernel' c4 <len> c7 <len> 01 93 92 02 03 a7 'float32' c4 18 <24 bytes>
@@ -397,13 +419,16 @@ TEST(ConvertBadInput, LyingLengthsAndWrongTypesAreNamed) {
   std::string bad = file;
   bad[dims + 2] = 4;  // shape [2, 4] no longer matches 24 bytes
   EXPECT_THAT([&] { read_records(bad); }, ::testing::ThrowsMessage<Error>(HasSubstr("'w/kernel'")));
-  EXPECT_THAT([&] { read_records(bad); }, ::testing::ThrowsMessage<Error>(HasSubstr("needs 32 bytes")));
+  EXPECT_THAT([&] { read_records(bad); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("needs 32 bytes")));
   bad = file;
   bad[file.find("float32")] = 'x';  // "xloat32"
-  EXPECT_THAT([&] { read_records(bad); }, ::testing::ThrowsMessage<Error>(HasSubstr("unknown dtype 'xloat32'")));
+  EXPECT_THAT([&] { read_records(bad); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("unknown dtype 'xloat32'")));
   bad = file;
   bad[file.find('\xc7') + 2] = 9;  // ext type 9
-  EXPECT_THAT([&] { read_records(bad); }, ::testing::ThrowsMessage<Error>(HasSubstr("unknown ext type 9")));
+  EXPECT_THAT([&] { read_records(bad); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("unknown ext type 9")));
   bad = file;
   bad[12] = static_cast<char>(0xff);  // the payload claims 255 bytes
   EXPECT_THAT([&] { read_records(bad); }, ::testing::ThrowsMessage<Error>(HasSubstr("truncated")));
@@ -416,7 +441,8 @@ TEST(ConvertBadInput, ShapesMissingAndExtraTensorsAreListed) {
   EXPECT_THAT(convert_error(dir / "drop", dir / "out"),
               HasSubstr("missing (1): transformer.h.1.feed_forward.w2.kernel [160, 64]"));
   write_bytes(dir / "add", tux_of(dir / "m", 1 << 20, "", "transformer.extra.kernel"));
-  EXPECT_THAT(convert_error(dir / "add", dir / "out"), HasSubstr("unexpected (1): transformer.extra.kernel [4]"));
+  EXPECT_THAT(convert_error(dir / "add", dir / "out"),
+              HasSubstr("unexpected (1): transformer.extra.kernel [4]"));
   write_bytes(dir / "good", tux_of(dir / "m", 1 << 20));
   ConvertOptions wrong;
   wrong.preset = "debug";
@@ -455,21 +481,31 @@ std::string pickle_error(const std::string& bytes) {
 
 TEST(PickleBadInput, ForbiddenGlobalsAndOpcodesAreNamed) {
   // {'a': os.system} in protocol 2: GLOBAL 'os system'.
-  EXPECT_THAT(pickle_error(std::string("\x80\x02}q\x00X\x01\x00\x00\x00" "acos\nsystem\nq\x01s.", 24)),
+  EXPECT_THAT(pickle_error(std::string("\x80\x02}q\x00X\x01\x00\x00\x00"
+                                       "acos\nsystem\nq\x01s.",
+                                       24)),
               HasSubstr("the global 'os.system' is not allowed"));
-  EXPECT_THAT(pickle_error(std::string("\x80\x04\x8c\x08" "builtins\x8c\x04" "eval\x93.", 21)),
+  EXPECT_THAT(pickle_error(std::string("\x80\x04\x8c\x08"
+                                       "builtins\x8c\x04"
+                                       "eval\x93.",
+                                       21)),
               HasSubstr("'builtins.eval'"));
   EXPECT_THAT(pickle_error(std::string("\x80\x02}(I1\n.", 7)), HasSubstr("opcode 0x49 ('I')"));
   EXPECT_THAT(pickle_error(std::string("\x80\x09}.", 4)), HasSubstr("protocol 9"));
   EXPECT_THAT(pickle_error(std::string("\x80\x02]q\x00.", 6)), HasSubstr("not a dict"));
-  EXPECT_THAT(pickle_error(std::string("\x80\x02}X\x01\x00\x00\x00" "aK\x05s.", 14)), HasSubstr("'a' is an int"));
+  EXPECT_THAT(pickle_error(std::string("\x80\x02}X\x01\x00\x00\x00"
+                                       "aK\x05s.",
+                                       14)),
+              HasSubstr("'a' is an int"));
 }
 
 TEST(PickleBadInput, EveryTruncationAndFlipIsAnError) {
   test::TempDir dir;
-  fixture("vqgan " + q(dir / "v") + " " + q(dir / "r") + " --protocol 2 --hidden 2 --mult 1 --res-blocks 1 --z 2 "
+  fixture("vqgan " + q(dir / "v") + " " + q(dir / "r") +
+          " --protocol 2 --hidden 2 --mult 1 --res-blocks 1 --z 2 "
           "--codes 2 --embed 2");
-  fixture("vqgan " + q(dir / "v5") + " " + q(dir / "r5") + " --protocol 5 --hidden 2 --mult 1 --res-blocks 1 --z 2 "
+  fixture("vqgan " + q(dir / "v5") + " " + q(dir / "r5") +
+          " --protocol 5 --hidden 2 --mult 1 --res-blocks 1 --z 2 "
           "--codes 2 --embed 2");
   for (const char* name : {"v", "v5"}) {
     const std::string file = read_bytes(dir / name);

@@ -27,7 +27,13 @@
 
 namespace lwm {
 
-enum class ConvertSource : std::uint8_t { tux_params, tux_train_state, flax_params, vqgan_pickle, hf_directory };
+enum class ConvertSource : std::uint8_t {
+  tux_params,
+  tux_train_state,
+  flax_params,
+  vqgan_pickle,
+  hf_directory
+};
 const char* convert_source_name(ConvertSource source) noexcept;  // "tux params", ...
 
 struct ConvertOptions {
@@ -44,19 +50,21 @@ struct ConvertOptions {
 
 struct ConvertResult {
   ConvertSource source = ConvertSource::tux_params;
-  ModelConfig config;                 // as written (meaningless for a VQGAN-only conversion)
-  std::int64_t vision_vocab_size = 0; // 0 for a text-only model
-  std::int64_t tensors = 0;           // tensors written, VQGAN included
-  std::int64_t bytes = 0;             // tensor bytes written
+  ModelConfig config;                  // as written (meaningless for a VQGAN-only conversion)
+  std::int64_t vision_vocab_size = 0;  // 0 for a text-only model
+  std::int64_t tensors = 0;            // tensors written, VQGAN included
+  std::int64_t bytes = 0;              // tensor bytes written
   std::int64_t shards = 0;
   bool vqgan = false;
-  std::vector<std::string> notes;     // what the user should know: assumed values, skipped leaves
+  std::vector<std::string> notes;  // what the user should know: assumed values, skipped leaves
 };
 
 // Converts `source` into the new directory `destination` (which must not exist, or be empty).
 // Progress counts bytes; returning false cancels (Error cancelled). Throws Error naming the file,
 // key and shape at fault.
-ConvertResult convert_model(const std::filesystem::path& source, const std::filesystem::path& destination,
-                            const ConvertOptions& options = {}, const ProgressCallback& progress = {});
+ConvertResult convert_model(const std::filesystem::path& source,
+                            const std::filesystem::path& destination,
+                            const ConvertOptions& options = {},
+                            const ProgressCallback& progress = {});
 
 }  // namespace lwm

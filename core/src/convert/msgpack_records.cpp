@@ -40,7 +40,8 @@ struct Where {
     text += " at byte " + std::to_string(record_offset);
     return text;
   }
-  [[noreturn]] void fail(const std::string& problem, ErrorKind kind = ErrorKind::file_format) const {
+  [[noreturn]] void fail(const std::string& problem,
+                         ErrorKind kind = ErrorKind::file_format) const {
     throw Error(kind, prefix() + ": " + problem);
   }
 };
@@ -58,23 +59,41 @@ std::string describe_byte(unsigned char b) {
     name = "a string";
   } else {
     switch (b) {
-      case 0xc0: name = "nil"; break;
+      case 0xc0:
+        name = "nil";
+        break;
       case 0xc2:
-      case 0xc3: name = "a boolean"; break;
+      case 0xc3:
+        name = "a boolean";
+        break;
       case 0xc4:
       case 0xc5:
-      case 0xc6: name = "binary data"; break;
+      case 0xc6:
+        name = "binary data";
+        break;
       case 0xca:
-      case 0xcb: name = "a float"; break;
+      case 0xcb:
+        name = "a float";
+        break;
       case 0xd9:
       case 0xda:
-      case 0xdb: name = "a string"; break;
+      case 0xdb:
+        name = "a string";
+        break;
       case 0xdc:
-      case 0xdd: name = "an array"; break;
+      case 0xdd:
+        name = "an array";
+        break;
       case 0xde:
-      case 0xdf: name = "a map"; break;
-      case 0xc1: name = "the never-used byte"; break;
-      default: name = "an ext value"; break;
+      case 0xdf:
+        name = "a map";
+        break;
+      case 0xc1:
+        name = "the never-used byte";
+        break;
+      default:
+        name = "an ext value";
+        break;
     }
   }
   return name + " (0x" + hex[b >> 4] + hex[b & 15] + ")";
@@ -175,10 +194,14 @@ class Cursor {
     const unsigned char b = byte(what);
     if (b <= 0x7f) return b;
     switch (b) {
-      case 0xcc: return big_endian(1, what);
-      case 0xcd: return big_endian(2, what);
-      case 0xce: return big_endian(4, what);
-      case 0xcf: return big_endian(8, what);
+      case 0xcc:
+        return big_endian(1, what);
+      case 0xcd:
+        return big_endian(2, what);
+      case 0xce:
+        return big_endian(4, what);
+      case 0xcf:
+        return big_endian(8, what);
       case 0xd0:
       case 0xd1:
       case 0xd2:
@@ -189,7 +212,8 @@ class Cursor {
         if ((raw & sign) != 0) where_.fail(std::string(what) + " is negative");
         return raw;
       }
-      default: break;
+      default:
+        break;
     }
     where_.fail(std::string(what) + ": expected a non-negative integer, found " + describe_byte(b));
   }
@@ -198,15 +222,32 @@ class Cursor {
     const unsigned char b = byte(what);
     std::uint64_t n = 0;
     switch (b) {
-      case 0xd4: n = 1; break;
-      case 0xd5: n = 2; break;
-      case 0xd6: n = 4; break;
-      case 0xd7: n = 8; break;
-      case 0xd8: n = 16; break;
-      case 0xc7: n = big_endian(1, what); break;
-      case 0xc8: n = big_endian(2, what); break;
-      case 0xc9: n = big_endian(4, what); break;
-      default: where_.fail(std::string(what) + ": expected an ext value, found " + describe_byte(b));
+      case 0xd4:
+        n = 1;
+        break;
+      case 0xd5:
+        n = 2;
+        break;
+      case 0xd6:
+        n = 4;
+        break;
+      case 0xd7:
+        n = 8;
+        break;
+      case 0xd8:
+        n = 16;
+        break;
+      case 0xc7:
+        n = big_endian(1, what);
+        break;
+      case 0xc8:
+        n = big_endian(2, what);
+        break;
+      case 0xc9:
+        n = big_endian(4, what);
+        break;
+      default:
+        where_.fail(std::string(what) + ": expected an ext value, found " + describe_byte(b));
     }
     const auto type = static_cast<signed char>(byte(what));
     return {type, take(n, what)};
@@ -290,9 +331,10 @@ void parse_ndarray(Cursor& c, ArrayLeaf& leaf) {
 // "0", "1", ... → index; anything else is an error (flax writes str(i), spec §4.1).
 std::uint64_t decimal_index(const std::string& text, std::uint64_t count, const char* what,
                             const Where& where) {
-  const bool digits = !text.empty() && text.size() <= 19 &&
-                      std::all_of(text.begin(), text.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) &&
-                      (text.size() == 1 || text[0] != '0');
+  const bool digits =
+      !text.empty() && text.size() <= 19 &&
+      std::all_of(text.begin(), text.end(), [](char ch) { return ch >= '0' && ch <= '9'; }) &&
+      (text.size() == 1 || text[0] != '0');
   const std::uint64_t index = digits ? std::stoull(text) : count;
   if (index >= count) {
     where.fail(std::string(what) + " has the key '" + text + "'; expected 0 … " +
@@ -319,7 +361,8 @@ void parse_chunked(Cursor& c, std::uint64_t entries, ArrayLeaf& leaf) {
       if (rank > kMaxDims) where.fail("chunked array has " + std::to_string(rank) + " dimensions");
       dims.assign(rank, std::nullopt);
       for (std::uint64_t i = 0; i < rank; ++i) {
-        const std::uint64_t at = decimal_index(c.str("shape key"), rank, "chunked array shape", where);
+        const std::uint64_t at =
+            decimal_index(c.str("shape key"), rank, "chunked array shape", where);
         if (dims[at]) where.fail("chunked array shape repeats dimension " + std::to_string(at));
         dims[at] = as_dim(c.uint("dimension"), where);
       }
@@ -327,18 +370,22 @@ void parse_chunked(Cursor& c, std::uint64_t entries, ArrayLeaf& leaf) {
       have_chunks = true;
       const std::uint64_t count = c.map_header("chunk map");
       // Every chunk takes at least a few bytes, so a count beyond the remaining bytes is a lie.
-      if (count > c.end() - c.pos()) where.fail("chunk map claims " + std::to_string(count) + " chunks");
+      if (count > c.end() - c.pos())
+        where.fail("chunk map claims " + std::to_string(count) + " chunks");
       chunks.assign(count, std::nullopt);
       for (std::uint64_t i = 0; i < count; ++i) {
         const std::uint64_t at = decimal_index(c.str("chunk key"), count, "chunk map", where);
         if (chunks[at]) where.fail("chunk " + std::to_string(at) + " appears twice");
         const auto [type, payload] = c.ext("chunk");
-        if (type != kExtNdarray) where.fail("chunk " + std::to_string(at) + " has ext type " + std::to_string(type) + ", expected 1");
+        if (type != kExtNdarray)
+          where.fail("chunk " + std::to_string(at) + " has ext type " + std::to_string(type) +
+                     ", expected 1");
         ArrayLeaf piece;
         Cursor inner(Bytes(payload.data(), payload.size()), 0, payload.size(), where);
         parse_ndarray(inner, piece);
         if (piece.shape.size() != 1) {
-          where.fail("chunk " + std::to_string(at) + " has shape " + shape_string(piece.shape) + "; chunks are 1-D");
+          where.fail("chunk " + std::to_string(at) + " has shape " + shape_string(piece.shape) +
+                     "; chunks are 1-D");
         }
         if (!chunk_dtype.empty() && piece.dtype != chunk_dtype) {
           where.fail("chunks mix dtypes " + chunk_dtype + " and " + piece.dtype);
@@ -364,9 +411,10 @@ void parse_chunked(Cursor& c, std::uint64_t entries, ArrayLeaf& leaf) {
   }
   const std::uint64_t numel = checked_numel(leaf.shape, where);
   if (numel > UINT64_MAX / leaf.itemsize || numel * leaf.itemsize != total) {
-    where.fail("chunks hold " + std::to_string(total) + " bytes but shape " + shape_string(leaf.shape) +
-               " of " + leaf.dtype + " needs " +
-               (numel > UINT64_MAX / leaf.itemsize ? std::string("more") : std::to_string(numel * leaf.itemsize)));
+    where.fail("chunks hold " + std::to_string(total) + " bytes but shape " +
+               shape_string(leaf.shape) + " of " + leaf.dtype + " needs " +
+               (numel > UINT64_MAX / leaf.itemsize ? std::string("more")
+                                                   : std::to_string(numel * leaf.itemsize)));
   }
 }
 
@@ -380,8 +428,11 @@ void parse_leaf_value(Cursor& c, ArrayLeaf& leaf) {
   leaf.itemsize = 0;
   if ((first >= 0xd4 && first <= 0xd8) || (first >= 0xc7 && first <= 0xc9)) {
     const auto [type, payload] = c.ext("leaf value");
-    if (type == kExtComplex) where.fail("holds a Python complex number (ext type 2), not an array", ErrorKind::unsupported);
-    if (type != kExtNdarray && type != kExtNpScalar) where.fail("unknown ext type " + std::to_string(type));
+    if (type == kExtComplex)
+      where.fail("holds a Python complex number (ext type 2), not an array",
+                 ErrorKind::unsupported);
+    if (type != kExtNdarray && type != kExtNpScalar)
+      where.fail("unknown ext type " + std::to_string(type));
     Cursor inner(Bytes(payload.data(), payload.size()), 0, payload.size(), where);
     parse_ndarray(inner, leaf);
     leaf.kind = type == kExtNdarray ? LeafKind::array : LeafKind::numpy_scalar;
@@ -433,14 +484,20 @@ void put_header(std::string& out, std::uint64_t n, unsigned char fix_base, std::
     out.push_back(static_cast<char>(b16));
     append_be(out, n, 2);
   } else {
-    if (n > 0xffffffffu) throw Error(ErrorKind::invalid_argument, "msgpack value of " + std::to_string(n) + " elements or bytes is too large");
+    if (n > 0xffffffffu)
+      throw Error(ErrorKind::invalid_argument,
+                  "msgpack value of " + std::to_string(n) + " elements or bytes is too large");
     out.push_back(static_cast<char>(b32));
     append_be(out, n, 4);
   }
 }
 
-void put_array(std::string& out, std::uint64_t n) { put_header(out, n, 0x90, 15, 0, 0xdc, 0xdd); }
-void put_map(std::string& out, std::uint64_t n) { put_header(out, n, 0x80, 15, 0, 0xde, 0xdf); }
+void put_array(std::string& out, std::uint64_t n) {
+  put_header(out, n, 0x90, 15, 0, 0xdc, 0xdd);
+}
+void put_map(std::string& out, std::uint64_t n) {
+  put_header(out, n, 0x80, 15, 0, 0xde, 0xdf);
+}
 void put_str(std::string& out, std::string_view s) {
   put_header(out, s.size(), 0xa0, 31, 0xd9, 0xda, 0xdb);
   out.append(s);
@@ -456,11 +513,21 @@ void put_bin_header(std::string& out, std::uint64_t n) {
 }
 void put_ext_header(std::string& out, std::uint64_t n, int type) {
   switch (n) {
-    case 1: out.push_back(static_cast<char>(0xd4)); break;
-    case 2: out.push_back(static_cast<char>(0xd5)); break;
-    case 4: out.push_back(static_cast<char>(0xd6)); break;
-    case 8: out.push_back(static_cast<char>(0xd7)); break;
-    case 16: out.push_back(static_cast<char>(0xd8)); break;
+    case 1:
+      out.push_back(static_cast<char>(0xd4));
+      break;
+    case 2:
+      out.push_back(static_cast<char>(0xd5));
+      break;
+    case 4:
+      out.push_back(static_cast<char>(0xd6));
+      break;
+    case 8:
+      out.push_back(static_cast<char>(0xd7));
+      break;
+    case 16:
+      out.push_back(static_cast<char>(0xd8));
+      break;
     default:
       if (n <= 0xff) {
         out.push_back(static_cast<char>(0xc7));
@@ -469,7 +536,9 @@ void put_ext_header(std::string& out, std::uint64_t n, int type) {
         out.push_back(static_cast<char>(0xc8));
         append_be(out, n, 2);
       } else {
-        if (n > 0xffffffffu) throw Error(ErrorKind::invalid_argument, "ext value of " + std::to_string(n) + " bytes is too large");
+        if (n > 0xffffffffu)
+          throw Error(ErrorKind::invalid_argument,
+                      "ext value of " + std::to_string(n) + " bytes is too large");
         out.push_back(static_cast<char>(0xc9));
         append_be(out, n, 4);
       }
@@ -507,9 +576,9 @@ std::string ArrayLeaf::key_string(char separator) const {
 
 std::size_t numpy_itemsize(const std::string& dtype) noexcept {
   static const std::pair<const char*, std::size_t> table[] = {
-      {"bool", 1},    {"int8", 1},     {"uint8", 1},      {"int16", 2},     {"uint16", 2},
-      {"float16", 2}, {"bfloat16", 2}, {"int32", 4},      {"uint32", 4},    {"float32", 4},
-      {"int64", 8},   {"uint64", 8},   {"float64", 8},    {"complex64", 8}, {"complex128", 16},
+      {"bool", 1},    {"int8", 1},     {"uint8", 1},   {"int16", 2},     {"uint16", 2},
+      {"float16", 2}, {"bfloat16", 2}, {"int32", 4},   {"uint32", 4},    {"float32", 4},
+      {"int64", 8},   {"uint64", 8},   {"float64", 8}, {"complex64", 8}, {"complex128", 16},
   };
   for (const auto& [name, size] : table) {
     if (dtype == name) return size;
@@ -527,10 +596,12 @@ bool MsgpackRecordReader::next(ArrayLeaf& leaf) {
   Where where{&source_, records_ + 1, &leaf.key, position_};
   Cursor c(data_, position_, data_.size(), where);
   const std::uint64_t fields = c.array_header("record");
-  if (fields != 2) where.fail("a record must be [key, payload], found an array of " + std::to_string(fields));
+  if (fields != 2)
+    where.fail("a record must be [key, payload], found an array of " + std::to_string(fields));
   const std::uint64_t depth = c.array_header("record key");
   if (depth == 0) where.fail("record key is empty");
-  if (depth > c.end() - c.pos()) where.fail("truncated: record key claims " + std::to_string(depth) + " parts");
+  if (depth > c.end() - c.pos())
+    where.fail("truncated: record key claims " + std::to_string(depth) + " parts");
   std::vector<std::string> key;
   for (std::uint64_t i = 0; i < depth; ++i) key.push_back(c.str("record key part"));
   leaf.key = std::move(key);
@@ -539,7 +610,8 @@ bool MsgpackRecordReader::next(ArrayLeaf& leaf) {
   Cursor inner(data_, payload_begin, payload_begin + payload.size(), where);
   parse_leaf_value(inner, leaf);
   if (!inner.at_end()) {
-    where.fail("payload has " + std::to_string(inner.end() - inner.pos()) + " bytes after its value");
+    where.fail("payload has " + std::to_string(inner.end() - inner.pos()) +
+               " bytes after its value");
   }
   position_ = c.pos();
   ++records_;
@@ -561,10 +633,12 @@ void walk_tree(Cursor& c, std::vector<std::string>& path, int depth,
     if (entries > 0) {
       Cursor probe(c);
       const auto name = probe.try_str_or_bin(false, "tree key");
-      chunked = name && std::string_view(reinterpret_cast<const char*>(name->data()), name->size()) == kChunkedMarker;
+      chunked = name && std::string_view(reinterpret_cast<const char*>(name->data()),
+                                         name->size()) == kChunkedMarker;
     }
     if (!chunked) {
-      if (entries > c.end() - c.pos()) c.where().fail("truncated: map claims " + std::to_string(entries) + " entries");
+      if (entries > c.end() - c.pos())
+        c.where().fail("truncated: map claims " + std::to_string(entries) + " entries");
       for (std::uint64_t e = 0; e < entries; ++e) {
         path.push_back(c.str("tree key"));
         walk_tree(c, path, depth + 1, visit);
@@ -615,8 +689,10 @@ void MsgpackRecordWriter::write_array(const std::vector<std::string>& key, const
                                       const Shape& shape, const std::vector<Bytes>& data,
                                       bool scalar) {
   const std::size_t itemsize = numpy_itemsize(dtype);
-  if (itemsize == 0) throw Error(ErrorKind::unsupported, "msgpack writer: unknown dtype '" + dtype + "'");
-  if (scalar && !shape.empty()) throw Error(ErrorKind::invalid_argument, "msgpack writer: a scalar leaf has shape []");
+  if (itemsize == 0)
+    throw Error(ErrorKind::unsupported, "msgpack writer: unknown dtype '" + dtype + "'");
+  if (scalar && !shape.empty())
+    throw Error(ErrorKind::invalid_argument, "msgpack writer: a scalar leaf has shape []");
   std::uint64_t numel = 1;
   for (const auto d : shape) {
     if (d < 0) throw Error(ErrorKind::invalid_argument, "msgpack writer: negative dimension");
@@ -625,9 +701,9 @@ void MsgpackRecordWriter::write_array(const std::vector<std::string>& key, const
   std::uint64_t nbytes = 0;
   for (const auto& piece : data) nbytes += piece.size();
   if (nbytes != numel * itemsize) {
-    throw Error(ErrorKind::invalid_argument, "msgpack writer: shape " + shape_string(shape) + " of " + dtype +
-                                                 " needs " + std::to_string(numel * itemsize) + " bytes, got " +
-                                                 std::to_string(nbytes));
+    throw Error(ErrorKind::invalid_argument,
+                "msgpack writer: shape " + shape_string(shape) + " of " + dtype + " needs " +
+                    std::to_string(numel * itemsize) + " bytes, got " + std::to_string(nbytes));
   }
 
   // The payload is a sequence of small structural strings interleaved with byte ranges of the
@@ -664,7 +740,8 @@ void MsgpackRecordWriter::write_array(const std::vector<std::string>& key, const
       const std::uint64_t elements = std::min(chunk_elements, numel - first);
       std::string text = i == 0 ? head : std::string();
       put_str(text, std::to_string(i));
-      const std::string prefix = ndarray_prefix({static_cast<std::int64_t>(elements)}, dtype, elements * itemsize);
+      const std::string prefix =
+          ndarray_prefix({static_cast<std::int64_t>(elements)}, dtype, elements * itemsize);
       put_ext_header(text, prefix.size() + elements * itemsize, kExtNdarray);
       text += prefix;
       segments.push_back({std::move(text), first * itemsize, (first + elements) * itemsize});

@@ -26,9 +26,10 @@ enum class LeafKind : std::uint8_t {
 };
 
 struct ArrayLeaf {
-  std::vector<std::string> key;  // the flattened tree path, e.g. {"transformer", "wte", "embedding"}
+  std::vector<std::string>
+      key;  // the flattened tree path, e.g. {"transformer", "wte", "embedding"}
   LeafKind kind = LeafKind::array;
-  std::string dtype;             // numpy name: "bfloat16", "float32", ... (empty for python_value)
+  std::string dtype;  // numpy name: "bfloat16", "float32", ... (empty for python_value)
   std::size_t itemsize = 0;
   Shape shape;
   // The C-order element bytes: one span, or one per chunk in order (spec §4.1 chunking). They
@@ -82,8 +83,8 @@ class MsgpackRecordWriter {
   // One array leaf. `data` holds the C-order bytes, possibly split in any way (they are
   // concatenated). Arrays of more than max_chunk_bytes are written in flax's chunked form.
   // `scalar` writes ext type 3 (a numpy scalar leaf) and requires an empty shape.
-  void write_array(const std::vector<std::string>& key, const std::string& dtype, const Shape& shape,
-                   const std::vector<Bytes>& data, bool scalar = false);
+  void write_array(const std::vector<std::string>& key, const std::string& dtype,
+                   const Shape& shape, const std::vector<Bytes>& data, bool scalar = false);
 
  private:
   Sink sink_;

@@ -19,14 +19,22 @@ constexpr std::size_t kMaxDepth = 64;  // dict nesting of the output; deeper mea
 // leak; flattening stops at kMaxDepth.
 struct Value {
   enum class Kind {
-    none, boolean, integer, floating, text, bytes, tuple, list, dict,
-    global,        // a whitelisted callable or class, named by `text`
-    dtype,         // numpy.dtype: `text` = numpy name, `itemsize`, `big_endian`
-    array,         // numpy.ndarray: shape, dtype, data (built once BUILD has run for _reconstruct)
-    frozen_dict,   // FrozenDict.__new__ awaiting BUILD with {"_dict": ...}
+    none,
+    boolean,
+    integer,
+    floating,
+    text,
+    bytes,
+    tuple,
+    list,
+    dict,
+    global,       // a whitelisted callable or class, named by `text`
+    dtype,        // numpy.dtype: `text` = numpy name, `itemsize`, `big_endian`
+    array,        // numpy.ndarray: shape, dtype, data (built once BUILD has run for _reconstruct)
+    frozen_dict,  // FrozenDict.__new__ awaiting BUILD with {"_dict": ...}
   };
   Kind kind = Kind::none;
-  bool flag = false;        // boolean value; array: built
+  bool flag = false;  // boolean value; array: built
   std::int64_t integer = 0;
   double floating = 0.0;
   std::string text;
@@ -42,19 +50,32 @@ struct Value {
 
 const char* kind_name(Value::Kind kind) {
   switch (kind) {
-    case Value::Kind::none: return "None";
-    case Value::Kind::boolean: return "a bool";
-    case Value::Kind::integer: return "an int";
-    case Value::Kind::floating: return "a float";
-    case Value::Kind::text: return "a str";
-    case Value::Kind::bytes: return "bytes";
-    case Value::Kind::tuple: return "a tuple";
-    case Value::Kind::list: return "a list";
-    case Value::Kind::dict: return "a dict";
-    case Value::Kind::global: return "a class or function";
-    case Value::Kind::dtype: return "a numpy dtype";
-    case Value::Kind::array: return "a numpy array";
-    case Value::Kind::frozen_dict: return "a FrozenDict";
+    case Value::Kind::none:
+      return "None";
+    case Value::Kind::boolean:
+      return "a bool";
+    case Value::Kind::integer:
+      return "an int";
+    case Value::Kind::floating:
+      return "a float";
+    case Value::Kind::text:
+      return "a str";
+    case Value::Kind::bytes:
+      return "bytes";
+    case Value::Kind::tuple:
+      return "a tuple";
+    case Value::Kind::list:
+      return "a list";
+    case Value::Kind::dict:
+      return "a dict";
+    case Value::Kind::global:
+      return "a class or function";
+    case Value::Kind::dtype:
+      return "a numpy dtype";
+    case Value::Kind::array:
+      return "a numpy array";
+    case Value::Kind::frozen_dict:
+      return "a FrozenDict";
   }
   return "?";
 }
@@ -62,7 +83,14 @@ const char* kind_name(Value::Kind kind) {
 // The callables a parameter pickle may name (spec §3.8). Protocol 2 stores bytes as
 // _codecs.encode(latin-1 text) and empty bytes as bytes(), so those two are allowed as well.
 enum class Callable {
-  reconstruct, ndarray, dtype, frombuffer, jax_reconstruct_array, frozen_dict, codecs_encode, bytes
+  reconstruct,
+  ndarray,
+  dtype,
+  frombuffer,
+  jax_reconstruct_array,
+  frozen_dict,
+  codecs_encode,
+  bytes
 };
 
 const std::map<std::string, Callable>& allowed_globals() {
@@ -85,10 +113,9 @@ const std::map<std::string, Callable>& allowed_globals() {
 // numpy's short type codes ('<f4' without the byte order) → (name, itemsize).
 bool numpy_type_code(const std::string& code, std::string& name, std::size_t& itemsize) {
   static const std::pair<const char*, std::pair<const char*, std::size_t>> table[] = {
-      {"f2", {"float16", 2}}, {"f4", {"float32", 4}}, {"f8", {"float64", 8}},
-      {"i1", {"int8", 1}},    {"i2", {"int16", 2}},   {"i4", {"int32", 4}},
-      {"i8", {"int64", 8}},   {"u1", {"uint8", 1}},   {"u2", {"uint16", 2}},
-      {"u4", {"uint32", 4}},  {"u8", {"uint64", 8}},  {"b1", {"bool", 1}},
+      {"f2", {"float16", 2}}, {"f4", {"float32", 4}}, {"f8", {"float64", 8}}, {"i1", {"int8", 1}},
+      {"i2", {"int16", 2}},   {"i4", {"int32", 4}},   {"i8", {"int64", 8}},   {"u1", {"uint8", 1}},
+      {"u2", {"uint16", 2}},  {"u4", {"uint32", 4}},  {"u8", {"uint64", 8}},  {"b1", {"bool", 1}},
   };
   for (const auto& [c, entry] : table) {
     if (code == c) {
@@ -107,8 +134,10 @@ class PickleVm {
   Value* run();
 
  private:
-  [[noreturn]] void fail(const std::string& problem, ErrorKind kind = ErrorKind::file_format) const {
-    throw Error(kind, "pickle '" + source_ + "' at byte " + std::to_string(op_offset_) + ": " + problem);
+  [[noreturn]] void fail(const std::string& problem,
+                         ErrorKind kind = ErrorKind::file_format) const {
+    throw Error(kind,
+                "pickle '" + source_ + "' at byte " + std::to_string(op_offset_) + ": " + problem);
   }
 
   Value* make(Value::Kind kind) {
@@ -126,7 +155,8 @@ class PickleVm {
   std::uint64_t little_endian(int n) {
     need(static_cast<std::uint64_t>(n));
     std::uint64_t value = 0;
-    for (int i = n - 1; i >= 0; --i) value = (value << 8) | data_[pos_ + static_cast<std::size_t>(i)];
+    for (int i = n - 1; i >= 0; --i)
+      value = (value << 8) | data_[pos_ + static_cast<std::size_t>(i)];
     pos_ += static_cast<std::size_t>(n);
     return value;
   }
@@ -179,8 +209,10 @@ class PickleVm {
   Value* global(const std::string& module, const std::string& name) {
     const std::string full = module + "." + name;
     if (allowed_globals().count(full) == 0) {
-      fail("the global '" + full + "' is not allowed in a parameter file (only numpy arrays, "
-           "dtypes and dicts can be read)", ErrorKind::unsupported);
+      fail("the global '" + full +
+               "' is not allowed in a parameter file (only numpy arrays, "
+               "dtypes and dicts can be read)",
+           ErrorKind::unsupported);
     }
     Value* v = make(Value::Kind::global);
     v->text = full;
@@ -206,13 +238,16 @@ class PickleVm {
   }
 
   Callable callable_of(const Value* v, const char* op) const {
-    if (v->kind != Value::Kind::global) fail(std::string(op) + " on " + kind_name(v->kind) + ", not a callable");
+    if (v->kind != Value::Kind::global)
+      fail(std::string(op) + " on " + kind_name(v->kind) + ", not a callable");
     return allowed_globals().at(v->text);
   }
   const Value* item(const Value* tuple, std::size_t i, Value::Kind kind, const char* what) const {
-    if (tuple->kind != Value::Kind::tuple || i >= tuple->items.size()) fail(std::string(what) + " is missing");
+    if (tuple->kind != Value::Kind::tuple || i >= tuple->items.size())
+      fail(std::string(what) + " is missing");
     const Value* v = tuple->items[i];
-    if (v->kind != kind) fail(std::string(what) + " is " + kind_name(v->kind) + ", expected " + kind_name(kind));
+    if (v->kind != kind)
+      fail(std::string(what) + " is " + kind_name(v->kind) + ", expected " + kind_name(kind));
     return v;
   }
   Shape shape_of(const Value* tuple, const char* what) const {
@@ -222,25 +257,32 @@ class PickleVm {
     if (tuple->items.size() > 64) fail(std::string(what) + " has more than 64 dimensions");
     Shape shape;
     for (const Value* d : tuple->items) {
-      if (d->kind != Value::Kind::integer || d->integer < 0) fail(std::string(what) + " holds a non-dimension");
+      if (d->kind != Value::Kind::integer || d->integer < 0)
+        fail(std::string(what) + " holds a non-dimension");
       shape.push_back(d->integer);
     }
     return shape;
   }
   // Sets an array's data after checking shape × itemsize against the byte count.
-  void fill_array(Value* array, const Shape& shape, const Value* dtype, const Value* data, bool fortran) {
-    if (dtype->kind != Value::Kind::dtype) fail(std::string("array dtype is ") + kind_name(dtype->kind));
+  void fill_array(Value* array, const Shape& shape, const Value* dtype, const Value* data,
+                  bool fortran) {
+    if (dtype->kind != Value::Kind::dtype)
+      fail(std::string("array dtype is ") + kind_name(dtype->kind));
     if (data->kind != Value::Kind::bytes) {
-      fail(std::string("array data is ") + kind_name(data->kind) + " (object arrays are not parameters)",
+      fail(std::string("array data is ") + kind_name(data->kind) +
+               " (object arrays are not parameters)",
            ErrorKind::unsupported);
     }
-    if (dtype->big_endian && dtype->itemsize > 1) fail("big-endian arrays are not supported", ErrorKind::unsupported);
+    if (dtype->big_endian && dtype->itemsize > 1)
+      fail("big-endian arrays are not supported", ErrorKind::unsupported);
     std::size_t long_dims = 0;
     for (const auto d : shape) long_dims += d > 1 ? 1 : 0;
-    if (fortran && long_dims > 1) fail("Fortran-ordered arrays are not supported", ErrorKind::unsupported);
+    if (fortran && long_dims > 1)
+      fail("Fortran-ordered arrays are not supported", ErrorKind::unsupported);
     std::uint64_t numel = 1;
     for (const auto d : shape) {
-      if (d != 0 && numel > UINT64_MAX / static_cast<std::uint64_t>(d)) fail("array shape overflows");
+      if (d != 0 && numel > UINT64_MAX / static_cast<std::uint64_t>(d))
+        fail("array shape overflows");
       numel *= static_cast<std::uint64_t>(d);
     }
     if (numel > UINT64_MAX / dtype->itemsize || numel * dtype->itemsize != data->bytes.size()) {
@@ -296,12 +338,14 @@ Value* PickleVm::latin1_bytes(const Value* text) {
 
 Value* PickleVm::reduce(Value* callable, Value* args) {
   const Callable which = callable_of(callable, "REDUCE");
-  if (args->kind != Value::Kind::tuple) fail("REDUCE arguments are " + std::string(kind_name(args->kind)));
+  if (args->kind != Value::Kind::tuple)
+    fail("REDUCE arguments are " + std::string(kind_name(args->kind)));
   switch (which) {
     case Callable::reconstruct: {
       // _reconstruct(ndarray, (0,), b'b') makes an empty array that BUILD then fills.
       const Value* cls = item(args, 0, Value::Kind::global, "_reconstruct class");
-      if (allowed_globals().at(cls->text) != Callable::ndarray) fail("_reconstruct of " + cls->text);
+      if (allowed_globals().at(cls->text) != Callable::ndarray)
+        fail("_reconstruct of " + cls->text);
       return make(Value::Kind::array);
     }
     case Callable::dtype: {
@@ -348,7 +392,8 @@ Value* PickleVm::reduce(Value* callable, Value* args) {
     case Callable::bytes:
       if (!args->items.empty()) fail("bytes(...) with arguments", ErrorKind::unsupported);
       return bytes_value(Bytes());
-    case Callable::ndarray: break;
+    case Callable::ndarray:
+      break;
   }
   fail("REDUCE of '" + callable->text + "' is not supported", ErrorKind::unsupported);
 }
@@ -358,7 +403,8 @@ void PickleVm::build(Value* object, Value* state) {
     case Value::Kind::array: {
       // ndarray.__setstate__((version, shape, dtype, is_fortran, raw_bytes)).
       if (object->flag) fail("BUILD on an array that is already built");
-      if (state->kind != Value::Kind::tuple || state->items.size() != 5) fail("array state is not a 5-tuple");
+      if (state->kind != Value::Kind::tuple || state->items.size() != 5)
+        fail("array state is not a 5-tuple");
       const Shape shape = shape_of(state->items[1], "array shape");
       const Value* fortran = item(state, 3, Value::Kind::boolean, "array fortran flag");
       fill_array(object, shape, state->items[2], state->items[4], fortran->flag);
@@ -366,7 +412,8 @@ void PickleVm::build(Value* object, Value* state) {
     }
     case Value::Kind::dtype: {
       // dtype.__setstate__((3 or 4, byte order, ...)).
-      if (state->kind != Value::Kind::tuple || state->items.size() < 2) fail("dtype state is not a tuple");
+      if (state->kind != Value::Kind::tuple || state->items.size() < 2)
+        fail("dtype state is not a tuple");
       const Value* order = item(state, 1, Value::Kind::text, "dtype byte order");
       if (order->text == ">") {
         object->big_endian = true;
@@ -379,7 +426,8 @@ void PickleVm::build(Value* object, Value* state) {
       // FrozenDict's state is {"_dict": {...}, "_hash": ...}.
       if (state->kind != Value::Kind::dict) fail("FrozenDict state is not a dict");
       for (const auto& [key, value] : state->entries) {
-        if (key->kind == Value::Kind::text && key->text == "_dict" && value->kind == Value::Kind::dict) {
+        if (key->kind == Value::Kind::text && key->text == "_dict" &&
+            value->kind == Value::Kind::dict) {
           object->kind = Value::Kind::dict;
           object->entries = value->entries;
           return;
@@ -387,7 +435,8 @@ void PickleVm::build(Value* object, Value* state) {
       }
       fail("FrozenDict state has no '_dict'");
     }
-    default: break;
+    default:
+      break;
   }
   fail(std::string("BUILD on ") + kind_name(object->kind), ErrorKind::unsupported);
 }
@@ -401,19 +450,30 @@ Value* PickleVm::run() {
       case 0x80: {  // PROTO
         const auto protocol = little_endian(1);
         if (op_offset_ != 0) fail("PROTO in the middle of the pickle");
-        if (protocol < 2 || protocol > 5) fail("pickle protocol " + std::to_string(protocol) + " (2–5 supported)", ErrorKind::unsupported);
+        if (protocol < 2 || protocol > 5)
+          fail("pickle protocol " + std::to_string(protocol) + " (2–5 supported)",
+               ErrorKind::unsupported);
         break;
       }
       case 0x95:  // FRAME: a length hint; the frame's opcodes follow inline.
         little_endian(8);
         break;
       case '.':  // STOP
-        if (stack_.size() != 1 || !marks_.empty()) fail("STOP with " + std::to_string(stack_.size()) + " values on the stack");
+        if (stack_.size() != 1 || !marks_.empty())
+          fail("STOP with " + std::to_string(stack_.size()) + " values on the stack");
         return stack_.back();
-      case '(': marks_.push_back(stack_.size()); break;  // MARK
-      case '}': push(make(Value::Kind::dict)); break;     // EMPTY_DICT
-      case ']': push(make(Value::Kind::list)); break;     // EMPTY_LIST
-      case ')': push(make(Value::Kind::tuple)); break;    // EMPTY_TUPLE
+      case '(':
+        marks_.push_back(stack_.size());
+        break;  // MARK
+      case '}':
+        push(make(Value::Kind::dict));
+        break;  // EMPTY_DICT
+      case ']':
+        push(make(Value::Kind::list));
+        break;  // EMPTY_LIST
+      case ')':
+        push(make(Value::Kind::tuple));
+        break;     // EMPTY_TUPLE
       case 't': {  // TUPLE
         Value* v = make(Value::Kind::tuple);
         v->items = pop_mark();
@@ -447,24 +507,40 @@ Value* PickleVm::run() {
       case 'a': {  // APPEND
         Value* value = pop();
         Value* list = top();
-        if (list->kind != Value::Kind::list) fail(std::string("APPEND to ") + kind_name(list->kind));
+        if (list->kind != Value::Kind::list)
+          fail(std::string("APPEND to ") + kind_name(list->kind));
         list->items.push_back(value);
         break;
       }
       case 'e': {  // APPENDS
         const auto items = pop_mark();
         Value* list = top();
-        if (list->kind != Value::Kind::list) fail(std::string("APPENDS to ") + kind_name(list->kind));
+        if (list->kind != Value::Kind::list)
+          fail(std::string("APPENDS to ") + kind_name(list->kind));
         list->items.insert(list->items.end(), items.begin(), items.end());
         break;
       }
-      case 'X': push(text_value(take(little_endian(4)))); break;     // BINUNICODE
-      case 0x8c: push(text_value(take(little_endian(1)))); break;    // SHORT_BINUNICODE
-      case 0x8d: push(text_value(take(little_endian(8)))); break;    // BINUNICODE8
-      case 'C': push(bytes_value(take(little_endian(1)))); break;    // SHORT_BINBYTES
-      case 'B': push(bytes_value(take(little_endian(4)))); break;    // BINBYTES
-      case 0x8e: push(bytes_value(take(little_endian(8)))); break;   // BINBYTES8
-      case 0x96: push(bytes_value(take(little_endian(8)))); break;   // BYTEARRAY8
+      case 'X':
+        push(text_value(take(little_endian(4))));
+        break;  // BINUNICODE
+      case 0x8c:
+        push(text_value(take(little_endian(1))));
+        break;  // SHORT_BINUNICODE
+      case 0x8d:
+        push(text_value(take(little_endian(8))));
+        break;  // BINUNICODE8
+      case 'C':
+        push(bytes_value(take(little_endian(1))));
+        break;  // SHORT_BINBYTES
+      case 'B':
+        push(bytes_value(take(little_endian(4))));
+        break;  // BINBYTES
+      case 0x8e:
+        push(bytes_value(take(little_endian(8))));
+        break;  // BINBYTES8
+      case 0x96:
+        push(bytes_value(take(little_endian(8))));
+        break;     // BYTEARRAY8
       case 'J': {  // BININT (signed 32-bit)
         Value* v = make(Value::Kind::integer);
         v->integer = static_cast<std::int32_t>(static_cast<std::uint32_t>(little_endian(4)));
@@ -490,7 +566,9 @@ Value* PickleVm::run() {
         push(v);
         break;
       }
-      case 'N': push(make(Value::Kind::none)); break;  // NONE
+      case 'N':
+        push(make(Value::Kind::none));
+        break;  // NONE
       case 0x88:
       case 0x89: {  // NEWTRUE, NEWFALSE
         Value* v = make(Value::Kind::boolean);
@@ -516,7 +594,8 @@ Value* PickleVm::run() {
       case 0x93: {  // STACK_GLOBAL
         Value* name = pop();
         Value* module = pop();
-        if (name->kind != Value::Kind::text || module->kind != Value::Kind::text) fail("STACK_GLOBAL needs two str");
+        if (name->kind != Value::Kind::text || module->kind != Value::Kind::text)
+          fail("STACK_GLOBAL needs two str");
         push(global(module->text, name->text));
         break;
       }
@@ -534,24 +613,36 @@ Value* PickleVm::run() {
       case 0x81: {  // NEWOBJ: only FrozenDict.__new__(FrozenDict), filled by BUILD
         Value* args = pop();
         Value* cls = pop();
-        if (callable_of(cls, "NEWOBJ") != Callable::frozen_dict || args->kind != Value::Kind::tuple) {
+        if (callable_of(cls, "NEWOBJ") != Callable::frozen_dict ||
+            args->kind != Value::Kind::tuple) {
           fail("NEWOBJ of '" + cls->text + "' is not supported", ErrorKind::unsupported);
         }
         push(make(Value::Kind::frozen_dict));
         break;
       }
-      case 0x94: memo_put(memo_.size()); break;       // MEMOIZE
-      case 'q': memo_put(little_endian(1)); break;    // BINPUT
-      case 'r': memo_put(little_endian(4)); break;    // LONG_BINPUT
-      case 'h': push(memo_get(little_endian(1))); break;  // BINGET
-      case 'j': push(memo_get(little_endian(4))); break;  // LONG_BINGET
+      case 0x94:
+        memo_put(memo_.size());
+        break;  // MEMOIZE
+      case 'q':
+        memo_put(little_endian(1));
+        break;  // BINPUT
+      case 'r':
+        memo_put(little_endian(4));
+        break;  // LONG_BINPUT
+      case 'h':
+        push(memo_get(little_endian(1)));
+        break;  // BINGET
+      case 'j':
+        push(memo_get(little_endian(4)));
+        break;  // LONG_BINGET
       default: {
         static const char* hex = "0123456789abcdef";
         std::string shown = "0x";
         shown += hex[op >> 4];
         shown += hex[op & 15];
         if (op >= 0x20 && op < 0x7f) shown += std::string(" ('") + static_cast<char>(op) + "')";
-        fail("pickle opcode " + shown + " is not supported by the parameter reader", ErrorKind::unsupported);
+        fail("pickle opcode " + shown + " is not supported by the parameter reader",
+             ErrorKind::unsupported);
       }
     }
   }
@@ -565,7 +656,8 @@ void flatten(const Value* dict, std::vector<std::string>& path, std::vector<Pick
   }
   for (const auto& [key, value] : dict->entries) {
     if (key->kind != Value::Kind::text) {
-      throw Error(ErrorKind::file_format, "pickle '" + source + "': a dict key is " + kind_name(key->kind) + ", not a str");
+      throw Error(ErrorKind::file_format,
+                  "pickle '" + source + "': a dict key is " + kind_name(key->kind) + ", not a str");
     }
     path.push_back(key->text);
     if (value->kind == Value::Kind::dict) {
@@ -582,7 +674,8 @@ void flatten(const Value* dict, std::vector<std::string>& path, std::vector<Pick
     } else {
       std::string joined;
       for (const auto& part : path) joined += (joined.empty() ? "" : "/") + part;
-      throw Error(ErrorKind::unsupported, "pickle '" + source + "': '" + joined + "' is " + kind_name(value->kind) +
+      throw Error(ErrorKind::unsupported, "pickle '" + source + "': '" + joined + "' is " +
+                                              kind_name(value->kind) +
                                               ", expected a dict or an array");
     }
     path.pop_back();
@@ -600,11 +693,13 @@ std::string PickledArray::key_string(char separator) const {
   return out;
 }
 
-std::vector<PickledArray> read_pickled_arrays(std::span<const unsigned char> data, const std::string& source) {
+std::vector<PickledArray> read_pickled_arrays(std::span<const unsigned char> data,
+                                              const std::string& source) {
   PickleVm vm(data, source);
   const Value* root = vm.run();
   if (root->kind != Value::Kind::dict) {
-    throw Error(ErrorKind::file_format, "pickle '" + source + "' holds " + kind_name(root->kind) + ", not a dict of parameters");
+    throw Error(ErrorKind::file_format, "pickle '" + source + "' holds " + kind_name(root->kind) +
+                                            ", not a dict of parameters");
   }
   std::vector<PickledArray> out;
   std::vector<std::string> path;

@@ -17,8 +17,9 @@
 namespace lwm::convert {
 
 struct PickledArray {
-  std::vector<std::string> key;  // dict path from the top level, e.g. {"encoder", "Conv_0", "kernel"}
-  std::string dtype;             // numpy name: "float32", "float16", ...
+  std::vector<std::string>
+      key;            // dict path from the top level, e.g. {"encoder", "Conv_0", "kernel"}
+  std::string dtype;  // numpy name: "float32", "float16", ...
   std::size_t itemsize = 0;
   Shape shape;
   std::span<const unsigned char> data;  // C-order element bytes

@@ -7,8 +7,8 @@
 namespace lwm::convert {
 namespace {
 
-void conv(std::map<std::string, Shape>& out, const std::string& name, std::int64_t k, std::int64_t in,
-          std::int64_t o) {
+void conv(std::map<std::string, Shape>& out, const std::string& name, std::int64_t k,
+          std::int64_t in, std::int64_t o) {
   out[name + ".kernel"] = {k, k, in, o};  // HWIO (spec §3.3)
   out[name + ".bias"] = {o};
 }
@@ -19,7 +19,8 @@ void group_norm(std::map<std::string, Shape>& out, const std::string& name, std:
 }
 
 // ResnetBlock(in → out), spec §3.7: GroupNorm_0, Conv_0, GroupNorm_1, Conv_1, Conv_2 when in ≠ out.
-void resnet(std::map<std::string, Shape>& out, const std::string& name, std::int64_t in, std::int64_t o) {
+void resnet(std::map<std::string, Shape>& out, const std::string& name, std::int64_t in,
+            std::int64_t o) {
   group_norm(out, name + ".GroupNorm_0", in);
   conv(out, name + ".Conv_0", 3, in, o);
   group_norm(out, name + ".GroupNorm_1", o);
@@ -27,16 +28,16 @@ void resnet(std::map<std::string, Shape>& out, const std::string& name, std::int
   if (in != o) conv(out, name + ".Conv_2", 1, in, o);
 }
 
-const Shape& require(const std::map<std::string, Shape>& shapes, const std::string& name, std::size_t rank,
-                     const std::string& source) {
+const Shape& require(const std::map<std::string, Shape>& shapes, const std::string& name,
+                     std::size_t rank, const std::string& source) {
   const auto found = shapes.find(name);
   if (found == shapes.end()) {
     throw Error(ErrorKind::file_format, "VQGAN '" + source + "' has no parameter '" + name + "'");
   }
   if (found->second.size() != rank) {
     throw Error(ErrorKind::file_format, "VQGAN '" + source + "': '" + name + "' has shape " +
-                                            shape_string(found->second) + ", expected " + std::to_string(rank) +
-                                            " dimensions");
+                                            shape_string(found->second) + ", expected " +
+                                            std::to_string(rank) + " dimensions");
   }
   return found->second;
 }
@@ -66,7 +67,9 @@ nlohmann::json VqganConfig::to_json(const std::string& weights_file) const {
 std::map<std::string, Shape> vqgan_parameter_shapes(const VqganConfig& c) {
   std::map<std::string, Shape> out;
   const auto levels = static_cast<std::int64_t>(c.channel_mult.size());
-  auto width = [&](std::int64_t level) { return c.hidden_channels * c.channel_mult[static_cast<std::size_t>(level)]; };
+  auto width = [&](std::int64_t level) {
+    return c.hidden_channels * c.channel_mult[static_cast<std::size_t>(level)];
+  };
   const std::int64_t top = width(levels - 1);
 
   // Encoder (spec §3.4).
@@ -80,7 +83,8 @@ std::map<std::string, Shape> vqgan_parameter_shapes(const VqganConfig& c) {
     }
     if (l < levels - 1) conv(out, block + ".Downsample_0.Conv_0", 3, width(l), width(l));
   }
-  for (int r = 0; r < 2; ++r) resnet(out, "encoder.MidBlock_0.ResnetBlock_" + std::to_string(r), top, top);
+  for (int r = 0; r < 2; ++r)
+    resnet(out, "encoder.MidBlock_0.ResnetBlock_" + std::to_string(r), top, top);
   group_norm(out, "encoder.GroupNorm_0", top);
   conv(out, "encoder.Conv_1", 3, top, c.z_channels);
 
@@ -91,7 +95,8 @@ std::map<std::string, Shape> vqgan_parameter_shapes(const VqganConfig& c) {
 
   // Decoder (spec §3.6): UpsamplingBlock_0 is the deepest level.
   conv(out, "decoder.Conv_0", 3, c.z_channels, top);
-  for (int r = 0; r < 2; ++r) resnet(out, "decoder.MidBlock_0.ResnetBlock_" + std::to_string(r), top, top);
+  for (int r = 0; r < 2; ++r)
+    resnet(out, "decoder.MidBlock_0.ResnetBlock_" + std::to_string(r), top, top);
   std::int64_t in = top;
   for (std::int64_t i = 0; i < levels; ++i) {
     const std::int64_t level = levels - 1 - i;
@@ -107,23 +112,26 @@ std::map<std::string, Shape> vqgan_parameter_shapes(const VqganConfig& c) {
   return out;
 }
 
-VqganConfig infer_vqgan_config(const std::map<std::string, Shape>& shapes, const std::string& source) {
+VqganConfig infer_vqgan_config(const std::map<std::string, Shape>& shapes,
+                               const std::string& source) {
   VqganConfig c;
   const Shape& conv_in = require(shapes, "encoder.Conv_0.kernel", 4, source);
   c.num_channels = conv_in[2];
   c.hidden_channels = conv_in[3];
   if (c.hidden_channels <= 0) {
-    throw Error(ErrorKind::file_format, "VQGAN '" + source + "': encoder.Conv_0 has no output channels");
+    throw Error(ErrorKind::file_format,
+                "VQGAN '" + source + "': encoder.Conv_0 has no output channels");
   }
   c.channel_mult.clear();
   for (int l = 0;; ++l) {
-    const std::string name = "encoder.DownsamplingBlock_" + std::to_string(l) + ".ResnetBlock_0.Conv_0.kernel";
+    const std::string name =
+        "encoder.DownsamplingBlock_" + std::to_string(l) + ".ResnetBlock_0.Conv_0.kernel";
     if (shapes.count(name) == 0) break;
     const Shape& kernel = require(shapes, name, 4, source);
     if (kernel[3] % c.hidden_channels != 0 || kernel[3] <= 0) {
-      throw Error(ErrorKind::file_format, "VQGAN '" + source + "': '" + name + "' has " + std::to_string(kernel[3]) +
-                                              " output channels, not a multiple of " +
-                                              std::to_string(c.hidden_channels));
+      throw Error(ErrorKind::file_format,
+                  "VQGAN '" + source + "': '" + name + "' has " + std::to_string(kernel[3]) +
+                      " output channels, not a multiple of " + std::to_string(c.hidden_channels));
     }
     c.channel_mult.push_back(kernel[3] / c.hidden_channels);
     if (l > 64) throw Error(ErrorKind::file_format, "VQGAN '" + source + "' has too many levels");
@@ -132,8 +140,8 @@ VqganConfig infer_vqgan_config(const std::map<std::string, Shape>& shapes, const
     require(shapes, "encoder.DownsamplingBlock_0.ResnetBlock_0.Conv_0.kernel", 4, source);
   }
   c.num_res_blocks = 0;
-  while (shapes.count("encoder.DownsamplingBlock_0.ResnetBlock_" + std::to_string(c.num_res_blocks) +
-                      ".Conv_0.kernel") != 0 &&
+  while (shapes.count("encoder.DownsamplingBlock_0.ResnetBlock_" +
+                      std::to_string(c.num_res_blocks) + ".Conv_0.kernel") != 0 &&
          c.num_res_blocks < 64) {
     ++c.num_res_blocks;
   }

@@ -4,10 +4,9 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "lwm/tensor.h"
 
@@ -32,6 +31,7 @@ std::map<std::string, Shape> vqgan_parameter_shapes(const VqganConfig& config);
 
 // Reads the config back from parameter shapes (resolution is not stored in the weights: 256).
 // Throws Error(file_format) naming `source` and the tensor that is missing or inconsistent.
-VqganConfig infer_vqgan_config(const std::map<std::string, Shape>& shapes, const std::string& source);
+VqganConfig infer_vqgan_config(const std::map<std::string, Shape>& shapes,
+                               const std::string& source);
 
 }  // namespace lwm::convert

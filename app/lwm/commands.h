@@ -24,6 +24,7 @@ Command add_ask_command(CLI::App& parent);
 Command add_info_command(CLI::App& parent);
 Command add_score_command(CLI::App& parent);
 Command add_make_model_command(CLI::App& parent);
+Command add_convert_command(CLI::App& parent);
 
 // Exit codes, documented in `lwm --help`.
 enum ExitCode : int {

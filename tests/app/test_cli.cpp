@@ -321,3 +321,37 @@ TEST_F(CliTest, InterruptCancelsCleanly) {
 }
 
 }  // namespace
+
+namespace {
+
+// lwm convert on a tux file written by msgpack-python (tests/python/tux_fixture.py): the converted
+// model scores exactly like the model it came from; bad sources are bad input.
+TEST_F(CliTest, ConvertTuxCheckpointScoresLikeTheOriginal) {
+  const auto tux = scratch("params");
+  const auto script = lwm::test::source_dir() / "tests/python/tux_fixture.py";
+  const CommandResult fixture = run_command(quoted(lwm::test::test_python()) + " " + quoted(script) + " tux " +
+                                            quoted(model_dir()) + " " + quoted(tux) + " --chunk 100000");
+  ASSERT_EQ(fixture.exit_code, 0) << fixture.output;
+  std::string printed;
+  const auto converted = scratch("converted");
+  const CommandResult result =
+      run_lwm("convert --from " + quoted(tux) + " --out " + quoted(converted) + " --tokenizer " +
+                  quoted(model_dir() / "tokenizer.model") + " --config " + quoted(model_dir() / "config.json") +
+                  " --shard-size 1000000",
+              &printed);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(printed.find("(tux params)"), std::string::npos) << printed;
+  std::string original_scores, converted_scores;
+  ASSERT_EQ(run_lwm("score " + model_arg() + " --tokens 1,7,42,99,5", &original_scores).exit_code, 0);
+  ASSERT_EQ(run_lwm("score --model " + quoted(converted) + " --tokens 1,7,42,99,5", &converted_scores).exit_code, 0);
+  EXPECT_EQ(converted_scores, original_scores);
+
+  expect_failure(run_lwm("convert --from " + quoted(model_dir() / "tokenizer.model") + " --out " +
+                         quoted(scratch("never"))),
+                 2, "is not a tux checkpoint");
+  expect_failure(run_lwm("convert --from " + quoted(tux) + " --out " + quoted(converted)), 1,
+                 "not an empty directory");
+  EXPECT_FALSE(std::filesystem::exists(scratch("never")));
+}
+
+}  // namespace

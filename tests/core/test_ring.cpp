@@ -377,16 +377,20 @@ TEST(SequenceSharding, LeftoverRowsGoToTheRanksHoldingLeast) {
   // sum of the shards, each within two rows of the others.
   std::mt19937_64 rng(test::test_seed());
   SCOPED_TRACE(seed_trace(test::test_seed()));
-  for (int world = 2; world <= 8; ++world) {
-    std::vector<std::int64_t> held(static_cast<std::size_t>(world), 0);
-    std::int64_t position = 0;
-    for (int chunk = 0; chunk < 50; ++chunk) {
-      const std::int64_t length = std::uniform_int_distribution<std::int64_t>(1, 40)(rng);
-      const SequenceSharding s(length, world, ShardLayout::zigzag, position, held);
-      for (int r = 0; r < world; ++r) held[static_cast<std::size_t>(r)] += s.rows(r);
-      position += length;
-      const auto [least, most] = std::minmax_element(held.begin(), held.end());
-      ASSERT_LE(*most - *least, 2) << "P " << world << " after chunk " << chunk;
+  for (const ShardLayout layout :
+       {ShardLayout::zigzag, ShardLayout::contiguous, ShardLayout::striped}) {
+    for (int world = 2; world <= 8; ++world) {
+      SCOPED_TRACE(to_string(layout));
+      std::vector<std::int64_t> held(static_cast<std::size_t>(world), 0);
+      std::int64_t position = 0;
+      for (int chunk = 0; chunk < 50; ++chunk) {
+        const std::int64_t length = std::uniform_int_distribution<std::int64_t>(1, 40)(rng);
+        const SequenceSharding s(length, world, layout, position, held);
+        for (int r = 0; r < world; ++r) held[static_cast<std::size_t>(r)] += s.rows(r);
+        position += length;
+        const auto [least, most] = std::minmax_element(held.begin(), held.end());
+        ASSERT_LE(*most - *least, 2) << "P " << world << " after chunk " << chunk;
+      }
     }
   }
   const std::vector<std::int64_t> wrong_size(3, 0);

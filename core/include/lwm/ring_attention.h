@@ -29,7 +29,7 @@ namespace lwm {
 enum class ShardLayout : std::uint8_t {
   contiguous,  // rank r holds one consecutive P-th (causal work grows with r)
   zigzag,      // 2P chunks, rank r holds chunks r and 2P−1−r: equal causal work per rank
-  striped,     // position i on rank i mod P: equal causal work, positions strided
+  striped,     // position i on the (i mod P)-th rank: equal causal work, positions strided
 };
 const char* to_string(ShardLayout layout) noexcept;
 
@@ -45,7 +45,7 @@ class SequenceSharding {
  public:
   // `held` (optional, one entry per rank) is how many rows each rank already stores; the few rows
   // left over when length does not divide evenly go to the ranks holding least, so that shards of
-  // a KV cache filled chunk by chunk stay balanced (striped ignores it: its placement is fixed).
+  // a KV cache filled chunk by chunk stay within two rows of each other.
   SequenceSharding(std::int64_t length, int world_size, ShardLayout layout,
                    std::int64_t first_position = 0, std::span<const std::int64_t> held = {});
 

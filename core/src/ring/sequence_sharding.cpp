@@ -1,4 +1,5 @@
 // Placement of a sequence's positions on the ranks of a ring (spec ring-attention §1.4).
+#include <algorithm>
 #include <string>
 
 #include "lwm/error.h"
@@ -67,11 +68,18 @@ SequenceSharding::SequenceSharding(std::int64_t length, int world_size, ShardLay
   runs_.resize(ranks);
 
   if (layout == ShardLayout::striped) {
-    for (int r = 0; r < world_size; ++r) {
-      const std::int64_t count = length > r ? (length - r + world_size - 1) / world_size : 0;
+    // Offset j of every stripe of P positions goes to the j-th least-loaded rank (by `held`, then
+    // rank), so the leftover positions of a length not divisible by P land where there is room.
+    std::vector<int> order(ranks);
+    for (int r = 0; r < world_size; ++r) order[static_cast<std::size_t>(r)] = r;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      return load[static_cast<std::size_t>(a)] < load[static_cast<std::size_t>(b)];
+    });
+    for (int j = 0; j < world_size; ++j) {
+      const std::int64_t count = length > j ? (length - j + world_size - 1) / world_size : 0;
       if (count > 0) {
-        runs_[static_cast<std::size_t>(r)].push_back(
-            {first_position + r, count, count == 1 ? 1 : world_size});
+        runs_[static_cast<std::size_t>(order[static_cast<std::size_t>(j)])].push_back(
+            {first_position + j, count, count == 1 ? 1 : world_size});
       }
     }
     return;

@@ -4,6 +4,8 @@
 // condition variable until the message arrives, the group is aborted, or the timeout passes.
 // Every message carries the operation kind and name so that ranks that run different operation
 // sequences (spec ring-attention §1.9 pitfall 8) fail with both names instead of hanging.
+#include <omp.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
@@ -17,6 +19,9 @@
 
 namespace lwm {
 namespace {
+
+// Marks the errors of ranks that stopped because another rank failed (see run_ranks).
+constexpr std::string_view kInterrupted = " interrupted because ";
 
 enum class OperationKind { ring_exchange, all_gather, broadcast, barrier };
 
@@ -165,7 +170,7 @@ class InProcessCommunicator final : public Communicator {
 
   [[noreturn]] void throw_aborted_locked(OperationKind kind, std::string_view what) {
     throw Error(ErrorKind::communication, name() + ": " + describe(kind, what) +
-                                              " interrupted because " + group_->abort_reason);
+                                              std::string(kInterrupted) + group_->abort_reason);
   }
 
   void post(int receiver, OperationKind kind, std::string_view what,
@@ -243,40 +248,40 @@ RankOutcomes run_ranks(std::vector<std::unique_ptr<Communicator>>& group,
                        const std::function<void(Communicator&)>& body) {
   RankOutcomes outcomes;
   outcomes.errors.resize(group.size());
-  std::vector<std::string> messages(group.size());
+  std::vector<char> interrupted(group.size(), 0);  // not vector<bool>: threads write it
+  // The ranks share this machine's cores: each gets its part of the OpenMP threads the caller
+  // has, instead of every rank starting a full team (P× oversubscription).
+  const int threads_per_rank =
+      std::max(1, omp_get_max_threads() / std::max(1, static_cast<int>(group.size())));
   std::vector<std::thread> threads;
   threads.reserve(group.size());
   for (std::size_t rank = 0; rank < group.size(); ++rank) {
     threads.emplace_back([&, rank] {
+      omp_set_num_threads(threads_per_rank);
       Communicator& communicator = *group[rank];
       try {
         body(communicator);
       } catch (const std::exception& e) {
-        messages[rank] = e.what();
+        interrupted[rank] = std::string_view(e.what()).find(kInterrupted) != std::string_view::npos;
         communicator.abort(e.what());
         outcomes.errors[rank] = std::current_exception();
       } catch (...) {
-        messages[rank] = "unknown exception";
-        communicator.abort(messages[rank]);
+        communicator.abort("unknown exception");
         outcomes.errors[rank] = std::current_exception();
       }
     });
   }
   for (std::thread& thread : threads) thread.join();
-  // The cause is the failure that is not a report of another rank's abort; threads wake in any
-  // order, so this is decided by the messages, not by who finished first.
+  // The cause is the lowest rank whose failure is not a report of another rank's abort (threads
+  // wake in any order, so the order of failures says nothing).
   for (std::size_t rank = 0; rank < group.size(); ++rank) {
-    if (!outcomes.errors[rank]) continue;
-    const bool interrupted = messages[rank].find(" interrupted because ") != std::string::npos;
-    if (outcomes.first_failed_rank < 0 || !interrupted) {
-      const bool current_is_interrupted =
-          outcomes.first_failed_rank >= 0 &&
-          messages[static_cast<std::size_t>(outcomes.first_failed_rank)].find(
-              " interrupted because ") != std::string::npos;
-      if (outcomes.first_failed_rank < 0 || current_is_interrupted) {
-        outcomes.first_failed_rank = static_cast<int>(rank);
-      }
+    if (outcomes.errors[rank] && !interrupted[rank]) {
+      outcomes.first_failed_rank = static_cast<int>(rank);
+      break;
     }
+  }
+  for (std::size_t rank = 0; rank < group.size() && outcomes.first_failed_rank < 0; ++rank) {
+    if (outcomes.errors[rank]) outcomes.first_failed_rank = static_cast<int>(rank);
   }
   return outcomes;
 }

@@ -686,6 +686,48 @@ TEST(Communicator, RingExchangeAllGatherBroadcastAndBarrierMoveTheRightBytes) {
   }
 }
 
+TEST(Communicator, PostingARingExchangeDoesNotWaitForThePeer) {
+  // Overlap (§1.6): start_ring_exchange returns at once, so the caller computes while the peer
+  // is still busy; only wait() blocks.
+  auto group = group_of(2, false, 10s);
+  std::vector<std::chrono::steady_clock::duration> post_time(2), wait_time(2);
+  run_ranks(group, [&](Communicator& c) {
+    if (c.rank() == 1) std::this_thread::sleep_for(300ms);  // a slow peer
+    std::vector<std::byte> send(1024), receive(1024);
+    const auto start = std::chrono::steady_clock::now();
+    auto pending = c.start_ring_exchange(send, receive, "hop 1");
+    const auto posted = std::chrono::steady_clock::now();
+    pending->wait();
+    post_time[static_cast<std::size_t>(c.rank())] = posted - start;
+    wait_time[static_cast<std::size_t>(c.rank())] = std::chrono::steady_clock::now() - posted;
+  }).rethrow_first_error();
+  EXPECT_LT(post_time[0], 100ms);
+  EXPECT_GT(wait_time[0], 150ms) << "rank 0 waited for its slow peer in wait(), not in the post";
+}
+
+TEST(RingAttention, RefusesTheWholeSequenceOnEveryRank) {
+  // Pitfall 6: every rank passing all positions (instead of its shard) is refused on every rank.
+  const int world = 3;
+  auto group = group_of(world, false, 10s);
+  const RankOutcomes outcomes = run_ranks(group, [&](Communicator& c) {
+    const AttentionShape shape{2, 2, 8};
+    const std::int64_t n = 10;
+    std::vector<float> q(n * 16), k(n * 16), v(n * 16), out(n * 16), lse(n * 2);
+    const std::vector<PositionRun> everything{{0, n, 1}};
+    const ShardRows all{everything};
+    ring_attention(c, q.data(), all, k.data(), v.data(), all, shape, RingAttentionOptions{},
+                   out.data(), lse.data());
+  });
+  for (int r = 0; r < world; ++r) {
+    ASSERT_TRUE(outcomes.errors[static_cast<std::size_t>(r)]) << "rank " << r;
+    try {
+      std::rethrow_exception(outcomes.errors[static_cast<std::size_t>(r)]);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("only its shard"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Communicator, AMissingRankTimesOutOnEveryWaitingRankWithoutHanging) {
   auto group = group_of(4, false, 150ms);
   const auto start = std::chrono::steady_clock::now();

@@ -176,7 +176,7 @@ BlockView view_block(const std::vector<std::byte>& bytes, std::int64_t row_width
 struct RankHeader {
   std::int64_t world_size, heads, kv_heads, head_dim, causal, segments, query_chunk, key_chunk;
   std::int64_t scale_bits, replicated_query_rows, replicated_first_position;
-  std::int64_t key_rows, key_runs;
+  std::int64_t key_rows, key_runs, key_end;  // key_end: one past the largest key position
 
   std::string configuration() const {
     std::string s =
@@ -211,6 +211,10 @@ std::vector<RankHeader> exchange_headers(Communicator& communicator, const Shard
       replicated && !queries.runs.empty() ? queries.runs.front().position : -1;
   mine.key_rows = keys.rows();
   mine.key_runs = static_cast<std::int64_t>(keys.runs.size());
+  mine.key_end = 0;
+  for (const PositionRun& run : keys.runs) {
+    if (run.count > 0) mine.key_end = std::max(mine.key_end, last_position(run) + 1);
+  }
   std::vector<RankHeader> all(static_cast<std::size_t>(communicator.world_size()));
   communicator.all_gather(std::as_bytes(std::span(&mine, 1)),
                           std::as_writable_bytes(std::span(all)), options.name + " configuration");
@@ -221,6 +225,22 @@ std::vector<RankHeader> exchange_headers(Communicator& communicator, const Shard
     throw Error(ErrorKind::communication,
                 communicator.name() + ": " + options.name +
                     ": the ranks disagree on the configuration: " + disagreement);
+  }
+  // Pitfall 6 (§1.9): a caller that hands every rank the whole sequence instead of its shard
+  // would count each key P times. Every position is held once, so the rows cannot outnumber the
+  // positions; every rank sees the same headers and throws alike.
+  std::int64_t total_rows = 0, end = 0;
+  for (const RankHeader& header : all) {
+    total_rows += header.key_rows;
+    end = std::max(end, header.key_end);
+  }
+  if (total_rows > end) {
+    throw Error(ErrorKind::invalid_argument,
+                communicator.name() + ": " + options.name + ": the ranks hold " +
+                    std::to_string(total_rows) + " key rows for positions below " +
+                    std::to_string(end) +
+                    ", so some positions are on several ranks; give each rank only its shard "
+                    "(SequenceSharding)");
   }
   return all;
 }

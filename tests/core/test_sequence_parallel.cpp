@@ -198,6 +198,55 @@ TEST_F(SequenceParallelModel, LastTokenLogitsAndPositionsFollowTheSharding) {
   }
 }
 
+TEST_F(SequenceParallelModel, PrefillCancelsTogetherAndTruncateReasks) {
+  // Cancel between chunks stops every rank after the same chunk and restores the context;
+  // truncating to a shared prefix and asking again gives the one-device logits.
+  std::mt19937_64 rng(test::test_seed() + 3);
+  const std::vector<std::int32_t> prefix = random_tokens(19, rng);
+  const std::vector<std::int32_t> first = random_tokens(9, rng), second = random_tokens(7, rng);
+  auto one_device = [&](const std::vector<std::int32_t>& question) {
+    KVCache cache(model_->config(), 64);
+    std::vector<float> logits;
+    model_->forward(prefix, cache, LogitsFor::none, nullptr);
+    model_->forward(question, cache, LogitsFor::last, &logits);
+    return logits;
+  };
+  const std::vector<float> expected_first = one_device(first), expected_second = one_device(second);
+  const int world = 3;
+  std::vector<std::vector<float>> got_first(world), got_second(world);
+  std::vector<int> cancelled(world, 0), progress_calls(world, 0);
+  std::vector<std::int64_t> size_after_cancel(world);
+  auto group = make_in_process_group(world, 30s);
+  run_ranks(group, [&](Communicator& c) {
+    const auto r = static_cast<std::size_t>(c.rank());
+    SequenceParallelRank rank(*model_, c, 64);
+    rank.prefill(prefix, 8);
+    try {
+      rank.prefill(first, 4, [&](const Progress& p) {
+        ++progress_calls[r];
+        return p.done < 8;  // cancel after the second chunk
+      });
+    } catch (const Error& e) {
+      cancelled[r] = e.kind() == ErrorKind::cancelled ? 1 : 0;
+    }
+    size_after_cancel[r] = rank.size();
+    got_first[r] = rank.prefill(first, 4);
+    rank.truncate(static_cast<std::int64_t>(prefix.size()));
+    got_second[r] = rank.prefill(second, 5);
+  }).rethrow_first_error();
+  EXPECT_EQ(progress_calls[0], 2);
+  for (int r = 0; r < world; ++r) {
+    const auto i = static_cast<std::size_t>(r);
+    if (r > 0) {
+      EXPECT_EQ(progress_calls[i], 0) << "progress runs on rank 0 only";
+    }
+    EXPECT_EQ(cancelled[i], 1) << "rank " << r;
+    EXPECT_EQ(size_after_cancel[i], static_cast<std::int64_t>(prefix.size())) << "rank " << r;
+    EXPECT_LE(max_difference(got_first[i], expected_first), kLogitTolerance) << "rank " << r;
+    EXPECT_LE(max_difference(got_second[i], expected_second), kLogitTolerance) << "rank " << r;
+  }
+}
+
 TEST_F(SequenceParallelModel, OverflowAndDisagreementFailOnEveryRank) {
   const int world = 3;
   {  // More tokens than the whole context: refused on every rank before any work.

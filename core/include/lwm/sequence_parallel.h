@@ -17,6 +17,7 @@
 #include "lwm/communicator.h"
 #include "lwm/kv_cache.h"
 #include "lwm/model.h"
+#include "lwm/progress.h"
 #include "lwm/ring_attention.h"
 
 namespace lwm {
@@ -40,6 +41,16 @@ class SequenceParallelRank {
   // Collective: runs `tokens` at positions size() … size()+n−1. Logits as Model::forward (the
   // last token's row, or every token's row in sequence order), identical on every rank.
   void forward(std::span<const std::int32_t> tokens, LogitsFor which, std::vector<float>* logits);
+
+  // Collective chunked prefill: forward() over chunks of `chunk` tokens, returning the last
+  // token's logits. `progress` is called on rank 0 after every chunk; its answer is broadcast, so
+  // when it cancels every rank throws Error(cancelled) together and the context is put back to
+  // where it was.
+  std::vector<float> prefill(std::span<const std::int32_t> tokens, std::int64_t chunk,
+                             const ProgressCallback& progress = {});
+
+  // Collective: forgets every position from `size` on (to re-ask after a shared prefix).
+  void truncate(std::int64_t size);
 
  private:
   static std::int64_t local_capacity(std::int64_t capacity, int world_size);

@@ -2,6 +2,7 @@
 #include "lwm/sequence_parallel.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <string>
 
@@ -224,6 +225,74 @@ void SequenceParallelRank::decode_step(std::int32_t token, LogitsFor which,
   }
   ++held_[static_cast<std::size_t>(keeper)];
   ++size_;
+}
+
+std::vector<float> SequenceParallelRank::prefill(std::span<const std::int32_t> tokens,
+                                                 std::int64_t chunk,
+                                                 const ProgressCallback& progress) {
+  if (tokens.empty() || chunk <= 0) {
+    const std::string message = "sequence-parallel prefill needs tokens and a positive chunk (" +
+                                std::to_string(tokens.size()) + " tokens, chunk " +
+                                std::to_string(chunk) + ")";
+    communicator_.abort(message);
+    throw Error(ErrorKind::invalid_argument, message);
+  }
+  const auto total = static_cast<std::int64_t>(tokens.size());
+  const std::int64_t start_size = size_;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<float> logits;
+  for (std::int64_t done = 0; done < total;) {
+    const std::int64_t n = std::min(chunk, total - done);
+    const bool last = done + n == total;
+    forward(tokens.subspan(static_cast<std::size_t>(done), static_cast<std::size_t>(n)),
+            last ? LogitsFor::last : LogitsFor::none, &logits);
+    done += n;
+    // Rank 0 decides for everyone, so that all ranks stop after the same chunk.
+    std::uint8_t go_on = 1;
+    if (communicator_.rank() == 0 && progress) {
+      const double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      go_on = progress(Progress{done, total, elapsed}) ? 1 : 0;
+    }
+    communicator_.broadcast(std::as_writable_bytes(std::span(&go_on, 1)), 0, "prefill progress");
+    if (go_on == 0) {
+      truncate(start_size);
+      throw Error(ErrorKind::cancelled, "prefill cancelled after " + std::to_string(done) + " of " +
+                                            std::to_string(total) + " tokens");
+    }
+  }
+  return logits;
+}
+
+void SequenceParallelRank::truncate(std::int64_t size) {
+  try {
+    if (size < 0 || size > size_) {
+      throw Error(ErrorKind::invalid_argument, "cannot truncate a sequence-parallel context of " +
+                                                   std::to_string(size_) + " tokens to " +
+                                                   std::to_string(size));
+    }
+    check_same_configuration(
+        communicator_, "truncate from " + std::to_string(size_) + " to " + std::to_string(size));
+    // Local rows ascend in position (each call's positions follow the earlier ones), so the
+    // positions to forget are a suffix of the local cache.
+    std::vector<PositionRun> kept;
+    std::int64_t rows = 0;
+    for (const PositionRun& run : runs_) {
+      if (run.position >= size) break;
+      const std::int64_t count = std::min(run.count, (size - 1 - run.position) / run.stride + 1);
+      kept.push_back({run.position, count, run.stride});
+      rows += count;
+      if (count < run.count) break;
+    }
+    cache_.truncate(rows);
+    runs_ = std::move(kept);
+    communicator_.all_gather(std::as_bytes(std::span(&rows, 1)),
+                             std::as_writable_bytes(std::span(held_)), "truncate");
+    size_ = size;
+  } catch (const std::exception& e) {
+    communicator_.abort(e.what());
+    throw;
+  }
 }
 
 void SequenceParallelRank::append_runs(std::span<const PositionRun> runs) {

@@ -249,15 +249,27 @@ TEST_F(SequenceParallelModel, PrefillCancelsTogetherAndTruncateReasks) {
 
 TEST_F(SequenceParallelModel, OverflowAndDisagreementFailOnEveryRank) {
   const int world = 3;
-  {  // More tokens than the whole context: refused on every rank before any work.
+  {  // More tokens than the whole context: refused on every rank before any work, and the
+     // group stays usable for a prompt that fits.
     auto group = make_in_process_group(world, 30s);
-    const RankOutcomes outcomes = run_ranks(group, [&](Communicator& c) {
+    std::vector<int> refused(world, 0);
+    std::vector<std::vector<float>> logits(world);
+    run_ranks(group, [&](Communicator& c) {
       SequenceParallelRank rank(*model_, c, 10);
-      const std::vector<std::int32_t> tokens(11, 1);
-      std::vector<float> logits;
-      rank.forward(tokens, LogitsFor::last, &logits);
-    });
-    for (int r = 0; r < world; ++r) EXPECT_TRUE(outcomes.errors[static_cast<std::size_t>(r)]);
+      try {
+        rank.forward(std::vector<std::int32_t>(11, 1), LogitsFor::last,
+                     &logits[static_cast<std::size_t>(c.rank())]);
+      } catch (const Error& e) {
+        refused[static_cast<std::size_t>(c.rank())] = e.kind() == ErrorKind::invalid_argument;
+      }
+      EXPECT_EQ(rank.size(), 0);
+      rank.forward(std::vector<std::int32_t>(10, 1), LogitsFor::last,
+                   &logits[static_cast<std::size_t>(c.rank())]);
+    }).rethrow_first_error();
+    for (int r = 0; r < world; ++r) {
+      EXPECT_EQ(refused[static_cast<std::size_t>(r)], 1) << "rank " << r;
+      EXPECT_EQ(logits[static_cast<std::size_t>(r)].size(), 97u);
+    }
   }
   {  // Ranks given different prompts: every rank names the disagreement, nobody hangs.
     auto group = make_in_process_group(world, 60s);

@@ -116,36 +116,38 @@ SequenceParallelRank::SequenceParallelRank(const Model& model, Communicator& com
 
 void SequenceParallelRank::forward(std::span<const std::int32_t> tokens, LogitsFor which,
                                    std::vector<float>* logits) {
+  const auto n = static_cast<std::int64_t>(tokens.size());
+  const ModelConfig& c = model_.config();
+  // Every rank must run the same tokens against the same model and context (§1.9 pitfall 8).
+  // Once that holds, the checks below come out alike on every rank, so a refused call (a prompt
+  // too long, say) leaves the group usable.
+  check_same_configuration(
+      communicator_, "sequence-parallel forward: model layers " + std::to_string(c.num_layers) +
+                         ", hidden " + std::to_string(c.hidden_size) + ", vocab " +
+                         std::to_string(c.vocab_size) + ", layout " + to_string(layout_) +
+                         ", context " + std::to_string(size_) + " of " + std::to_string(capacity_) +
+                         ", " + std::to_string(n) + " tokens (fingerprint " +
+                         std::to_string(fingerprint(tokens)) + "), logits " +
+                         std::to_string(static_cast<int>(which)));
+  if (n == 0) throw Error(ErrorKind::invalid_argument, "sequence-parallel forward: no tokens");
+  if (size_ + n > capacity_) {
+    throw Error(ErrorKind::invalid_argument,
+                "sequence-parallel forward: " + std::to_string(n) +
+                    " tokens do not fit in the context (" + std::to_string(size_) + " of " +
+                    std::to_string(capacity_) + " used over " +
+                    std::to_string(communicator_.world_size()) + " ranks)");
+  }
+  if (which != LogitsFor::none && logits == nullptr) {
+    throw Error(ErrorKind::invalid_argument, "forward: logits requested without an output");
+  }
   try {
-    const auto n = static_cast<std::int64_t>(tokens.size());
-    if (n == 0) throw Error(ErrorKind::invalid_argument, "sequence-parallel forward: no tokens");
-    if (size_ + n > capacity_) {
-      throw Error(ErrorKind::invalid_argument,
-                  "sequence-parallel forward: " + std::to_string(n) +
-                      " tokens do not fit in the context (" + std::to_string(size_) + " of " +
-                      std::to_string(capacity_) + " used over " +
-                      std::to_string(communicator_.world_size()) + " ranks)");
-    }
-    if (which != LogitsFor::none && logits == nullptr) {
-      throw Error(ErrorKind::invalid_argument, "forward: logits requested without an output");
-    }
-    const ModelConfig& c = model_.config();
-    // Every rank must run the same tokens against the same model and context (§1.9 pitfall 8).
-    check_same_configuration(
-        communicator_, "sequence-parallel forward: model layers " + std::to_string(c.num_layers) +
-                           ", hidden " + std::to_string(c.hidden_size) + ", vocab " +
-                           std::to_string(c.vocab_size) + ", layout " + to_string(layout_) +
-                           ", context " + std::to_string(size_) + " of " +
-                           std::to_string(capacity_) + ", " + std::to_string(n) +
-                           " tokens (fingerprint " + std::to_string(fingerprint(tokens)) +
-                           "), logits " + std::to_string(static_cast<int>(which)));
     if (n == 1) {
       decode_step(tokens[0], which, logits);
     } else {
       prefill_step(tokens, which, logits);
     }
   } catch (const std::exception& e) {
-    communicator_.abort(e.what());
+    communicator_.abort(e.what());  // the others may be waiting on this rank mid-layer
     throw;
   }
 }

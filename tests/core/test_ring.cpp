@@ -657,6 +657,73 @@ TEST(ShardedDecode, EqualsSingleDeviceDecodeOnEveryRank) {
   }
 }
 
+// Counts the bytes each kind of operation sends.
+class CountingCommunicator final : public Communicator {
+ public:
+  explicit CountingCommunicator(std::unique_ptr<Communicator> inner) : inner_(std::move(inner)) {}
+  int rank() const noexcept override { return inner_->rank(); }
+  int world_size() const noexcept override { return inner_->world_size(); }
+  std::chrono::milliseconds timeout() const noexcept override { return inner_->timeout(); }
+  std::string name() const override { return inner_->name(); }
+  std::unique_ptr<PendingExchange> start_ring_exchange(std::span<const std::byte> send,
+                                                       std::span<std::byte> receive,
+                                                       std::string_view what) override {
+    ring_bytes += send.size();
+    return inner_->start_ring_exchange(send, receive, what);
+  }
+  void all_gather(std::span<const std::byte> send, std::span<std::byte> receive,
+                  std::string_view what) override {
+    gather_bytes += send.size();
+    inner_->all_gather(send, receive, what);
+  }
+  void broadcast(std::span<std::byte> data, int root, std::string_view what) override {
+    inner_->broadcast(data, root, what);
+  }
+  void barrier(std::string_view what) override { inner_->barrier(what); }
+  void abort(const std::string& reason) noexcept override { inner_->abort(reason); }
+  std::size_t ring_bytes = 0, gather_bytes = 0;
+
+ private:
+  std::unique_ptr<Communicator> inner_;
+};
+
+TEST(ShardedDecode, MovesOnlyThePartialResultsNeverTheCache) {
+  // §1.7: decode traffic is P·H·d per query whatever the context; the KV cache stays put.
+  const AttentionShape shape{4, 2, 16};
+  const int world = 4;
+  std::vector<std::size_t> gathered;
+  for (const std::int64_t context : {16L, 400L}) {
+    std::mt19937_64 rng(7);
+    Problem p;
+    p.length = context;
+    p.shape = shape;
+    const Data d = random_data(p, rng);
+    const SequenceSharding sharding(context, world, ShardLayout::zigzag);
+    auto group = make_in_process_group(world, 30s);
+    std::vector<CountingCommunicator*> counters;
+    for (auto& c : group) {
+      auto counting = std::make_unique<CountingCommunicator>(std::move(c));
+      counters.push_back(counting.get());
+      c = std::move(counting);
+    }
+    const std::vector<PositionRun> query_runs{{context - 1, 1, 1}};
+    run_ranks(group, [&](Communicator& c) {
+      const int r = c.rank();
+      const std::vector<float> k = sharding.take(d.k.data(), 32, r);
+      const std::vector<float> v = sharding.take(d.v.data(), 32, r);
+      std::vector<float> out(64), lse(4);
+      sharded_decode_attention(c, d.q.data() + (context - 1) * 64, ShardRows{query_runs}, k.data(),
+                               v.data(), ShardRows{sharding.runs(r)}, shape, RingAttentionOptions{},
+                               out.data(), lse.data());
+    }).rethrow_first_error();
+    for (const CountingCommunicator* c : counters) EXPECT_EQ(c->ring_bytes, 0u);
+    gathered.push_back(counters[0]->gather_bytes);
+  }
+  EXPECT_EQ(gathered[0], gathered[1]) << "decode traffic must not grow with the context";
+  // The partial itself: out (H·d) and lse (H) floats, plus the configuration header.
+  EXPECT_LT(gathered[0], (64 + 4) * sizeof(float) + 256);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Communicator: timeouts, mismatches and failures end with an error on every rank, never a hang
 

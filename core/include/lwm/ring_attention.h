@@ -127,14 +127,17 @@ struct RingStatistics {
 // k, v: [keys.rows(), kv_heads, head_dim]; out: [queries.rows(), heads, head_dim] and
 // lse (optional): [heads, queries.rows()], natural log. A query row that sees no key gets out 0
 // and lse −inf. All ranks must agree on the shape and the options; a disagreement throws
-// Error(communication) on every rank.
+// Error(communication) on every rank. Each key position lives on one rank only: ranks that hold
+// more key rows than there are positions (every rank given the whole sequence, §1.9 pitfall 6)
+// get Error(invalid_argument) on every rank. The result does not depend on message timing.
 RingStatistics ring_attention(Communicator& communicator, const float* q, const ShardRows& queries,
                               const float* k, const float* v, const ShardRows& keys,
                               const AttentionShape& shape, const RingAttentionOptions& options,
                               float* out, float* lse);
 
 // Collective decode step: `q` and `queries` are the same on every rank (replicated), k/v/keys are
-// this rank's stationary KV shard. Every rank gets the full result in out/lse.
+// this rank's stationary KV shard. Every rank gets the full result in out/lse, bit for bit the
+// same; only the partial (out, lse) travel, whatever the size of the cache.
 void sharded_decode_attention(Communicator& communicator, const float* q, const ShardRows& queries,
                               const float* k, const float* v, const ShardRows& keys,
                               const AttentionShape& shape, const RingAttentionOptions& options,

@@ -18,6 +18,8 @@ int exit_code_for(ErrorKind kind) noexcept {
       return kExitTooLarge;
     case ErrorKind::cancelled:
       return kExitCancelled;
+    case ErrorKind::communication:  // a device or rank failed under us: not the user's input
+      return kExitInternal;
   }
   return kExitInternal;
 }

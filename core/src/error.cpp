@@ -11,6 +11,7 @@ const char* to_string(ErrorKind kind) noexcept {
     case ErrorKind::unsupported: return "unsupported";
     case ErrorKind::out_of_memory: return "out of memory";
     case ErrorKind::cancelled: return "cancelled";
+    case ErrorKind::communication: return "communication";
   }
   return "unknown";
 }

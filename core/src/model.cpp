@@ -136,17 +136,58 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, ModelRuntim
   return model;
 }
 
+namespace {
+
+// Plain causal attention of the call's queries over everything in the local cache.
+class LocalAttention final : public AttentionStep {
+ public:
+  LocalAttention(const ModelConfig& config, const ModelRuntimeOptions& runtime)
+      : shape_{config.num_heads, config.num_kv_heads, config.head_dim()} {
+    options_.query_chunk = runtime.attention_query_chunk;
+    options_.key_chunk = runtime.attention_key_chunk;
+    options_.causal = true;
+  }
+  void attend(std::int64_t layer, const float* q, std::int64_t n, const KVCache& cache,
+              float* out) override {
+    options_.query_offset = cache.size();
+    blockwise_attention(q, cache.keys(layer), cache.values(layer), n, cache.size() + n, shape_,
+                        options_, out, nullptr);
+  }
+
+ private:
+  AttentionShape shape_;
+  AttentionOptions options_;
+};
+
+}  // namespace
+
 void Model::forward(std::span<const std::int32_t> tokens, KVCache& cache,
                     const ForwardOptions& options, std::vector<float>* logits) const {
+  if (tokens.empty()) throw Error(ErrorKind::invalid_argument, "forward: no tokens");
+  std::vector<std::int64_t> positions(tokens.size());
+  std::iota(positions.begin(), positions.end(), cache.size());
+  LocalAttention attention(config_, options_);
+  forward(tokens, positions, cache, attention, options, logits);
+}
+
+void Model::forward(std::span<const std::int32_t> tokens, std::span<const std::int64_t> positions,
+                    KVCache& cache, AttentionStep& attention, const ForwardOptions& options,
+                    std::vector<float>* logits) const {
   const auto n = static_cast<std::int64_t>(tokens.size());
   const LogitsFor which = options.logits_for;
-  if (n == 0) throw Error(ErrorKind::invalid_argument, "forward: no tokens");
+  if (positions.size() != tokens.size()) {
+    throw Error(ErrorKind::invalid_argument, "forward: " + std::to_string(positions.size()) +
+                                                 " positions for " + std::to_string(n) + " tokens");
+  }
   check_modalities(options, n);
   const std::int64_t start = cache.size();
   if (start + n > cache.capacity()) {
     throw Error(ErrorKind::invalid_argument, "forward: " + std::to_string(n) + " tokens do not fit in the KV cache (" +
                                                  std::to_string(start) + " of " + std::to_string(cache.capacity()) +
                                                  " used)");
+  }
+  if (n == 0 && which == LogitsFor::last) {
+    throw Error(ErrorKind::invalid_argument, "forward: logits of the last token requested without tokens");
   }
   if (which != LogitsFor::none && logits == nullptr) {
     throw Error(ErrorKind::invalid_argument, "forward: logits requested without an output");
@@ -162,17 +203,9 @@ void Model::forward(std::span<const std::int32_t> tokens, KVCache& cache,
       attended(size(n, hidden)), projected(size(n, hidden)), gate(size(n, inner)), up(size(n, inner));
   embed(tokens, options.vision_mask, h.data());
 
-  std::vector<std::int64_t> positions(static_cast<std::size_t>(n));
-  std::iota(positions.begin(), positions.end(), start);
   std::vector<float> cos_table(size(n, head_dim / 2)), sin_table(size(n, head_dim / 2));
   rope_->angles(positions, cos_table.data(), sin_table.data());
 
-  const AttentionShape shape{c.num_heads, c.num_kv_heads, head_dim};
-  AttentionOptions attention;
-  attention.query_chunk = options_.attention_query_chunk;
-  attention.key_chunk = options_.attention_key_chunk;
-  attention.causal = true;
-  attention.query_offset = start;
   const auto eps = static_cast<float>(c.rms_norm_eps);
 
   for (std::int64_t l = 0; l < c.num_layers; ++l) {
@@ -187,7 +220,7 @@ void Model::forward(std::span<const std::int32_t> tokens, KVCache& cache,
     cpu::linear(normed.data(), n, layer.wv, values + start * kv_width);
     rope_->apply(q.data(), n, c.num_heads, cos_table.data(), sin_table.data());
     rope_->apply(new_keys, n, c.num_kv_heads, cos_table.data(), sin_table.data());
-    blockwise_attention(q.data(), keys, values, n, start + n, shape, attention, attended.data(), nullptr);
+    attention.attend(l, q.data(), n, cache, attended.data());
     cpu::linear(attended.data(), n, layer.wo, projected.data());
     cpu::add_inplace(h.data(), projected.data(), n * hidden);
 

@@ -15,6 +15,7 @@ enum class ErrorKind {
   unsupported,       // valid input we do not handle (an unknown dtype, say)
   out_of_memory,     // the work does not fit in the memory available
   cancelled,         // a progress callback asked to stop
+  communication,     // a peer rank failed, timed out, or disagreed on configuration or operations
 };
 
 class Error : public std::runtime_error {

@@ -33,6 +33,17 @@ struct ForwardOptions {
   std::span<const std::uint8_t> vision_mask;
 };
 
+// The attention of one layer inside Model::forward. It gets the call's queries (RoPE applied) and
+// the cache, whose rows [cache.size(), cache.size() + n) already hold this call's keys and
+// values, and writes the attended values [n, num_heads · head_dim]. The plain forward attends
+// causally over the local cache; sequence parallelism (sequence_parallel.h) runs a ring instead.
+class AttentionStep {
+ public:
+  virtual ~AttentionStep() = default;
+  virtual void attend(std::int64_t layer, const float* q, std::int64_t n, const KVCache& cache,
+                      float* out) = 0;
+};
+
 struct ModelRuntimeOptions {
   std::int64_t attention_query_chunk = 256;
   std::int64_t attention_key_chunk = 512;
@@ -59,6 +70,16 @@ class Model {
                std::vector<float>* logits) const {
     forward(tokens, cache, ForwardOptions{.logits_for = which}, logits);
   }
+
+  // The same for callers that place tokens themselves (sequence parallelism): token i takes the
+  // rotary angle of global position positions[i], its keys and values go to the next free cache
+  // row, and `attention` decides what each query sees. n may be 0: a rank holding none of this
+  // call's tokens still takes part in every layer's (collective) attention.
+  void forward(std::span<const std::int32_t> tokens, std::span<const std::int64_t> positions,
+               KVCache& cache, AttentionStep& attention, const ForwardOptions& options,
+               std::vector<float>* logits) const;
+
+  const ModelRuntimeOptions& runtime_options() const noexcept { return options_; }
 
  private:
   struct Layer {

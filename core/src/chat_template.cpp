@@ -333,7 +333,9 @@ RenderedPrompt render_prompt_with_fields(const ChatTemplate& chat_template,
           const std::size_t begin = segment.begins[i], end = segment.ends[i];
           const bool overlaps = begin < field.end && (end > field.begin || begin >= field.begin);
           if (!overlaps) continue;
-          if (tokens.value_begins.empty()) tokens.first_token = segment_start + static_cast<std::int64_t>(i);
+          if (tokens.value_begins.empty()) {
+            tokens.first_token = segment_start + static_cast<std::int64_t>(i);
+          }
           tokens.value_begins.push_back(std::max(begin, field.begin) - field.begin);
         }
         if (tokens.value_begins.empty()) tokens.first_token = segment_start;

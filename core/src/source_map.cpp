@@ -39,9 +39,8 @@ const SourceMap::Source& SourceMap::source(std::int32_t id, SourceLocation::Kind
 
 const std::string& SourceMap::source_name(std::int32_t id) const {
   if (id < 0 || static_cast<std::size_t>(id) >= sources_.size()) {
-    throw Error(ErrorKind::invalid_argument,
-                "source map: no source " + std::to_string(id) + " (" +
-                    std::to_string(sources_.size()) + " sources)");
+    throw Error(ErrorKind::invalid_argument, "source map: no source " + std::to_string(id) + " (" +
+                                                 std::to_string(sources_.size()) + " sources)");
   }
   return sources_[id].name;
 }
@@ -55,9 +54,9 @@ void SourceMap::insert(Span span) {
     throw Error(ErrorKind::invalid_argument,
                 "source map: token range " + range_text(span.tokens) + " is empty or negative");
   }
-  const auto after = std::upper_bound(
-      spans_.begin(), spans_.end(), span.tokens.begin,
-      [](std::int64_t value, const Span& s) { return value < s.tokens.begin; });
+  const auto after =
+      std::upper_bound(spans_.begin(), spans_.end(), span.tokens.begin,
+                       [](std::int64_t value, const Span& s) { return value < s.tokens.begin; });
   const bool overlaps_previous =
       after != spans_.begin() && std::prev(after)->tokens.end > span.tokens.begin;
   const bool overlaps_next = after != spans_.end() && after->tokens.begin < span.tokens.end;
@@ -87,8 +86,8 @@ void SourceMap::add_book_tokens(std::int32_t book, std::int64_t first_token,
   if (text_end > target.outline.text_bytes) {
     throw Error(ErrorKind::invalid_argument,
                 "source map: tokens reach byte " + std::to_string(text_end) + " of '" +
-                    target.name + "', whose text has " +
-                    std::to_string(target.outline.text_bytes) + " bytes");
+                    target.name + "', whose text has " + std::to_string(target.outline.text_bytes) +
+                    " bytes");
   }
   Span span;
   span.tokens = {first_token, first_token + static_cast<std::int64_t>(token_begins.size())};
@@ -164,8 +163,7 @@ std::optional<TokenRange> SourceMap::tokens_for_chapter(std::int32_t book,
   return tokens_for_bytes(book, book_outline(book).chapter_bytes(index));
 }
 
-std::optional<TokenRange> SourceMap::tokens_for_page(std::int32_t book,
-                                                     std::int32_t number) const {
+std::optional<TokenRange> SourceMap::tokens_for_page(std::int32_t book, std::int32_t number) const {
   return tokens_for_bytes(book, book_outline(book).page_bytes(number));
 }
 
@@ -176,7 +174,8 @@ std::optional<TokenRange> SourceMap::tokens_for_time(std::int32_t video, double 
   for (const Span& span : spans_) {
     if (span.source != video) continue;
     if (earliest == nullptr || span.video.seconds < earliest->video.seconds) earliest = &span;
-    if (span.video.seconds <= seconds && (best == nullptr || span.video.seconds > best->video.seconds)) {
+    if (span.video.seconds <= seconds &&
+        (best == nullptr || span.video.seconds > best->video.seconds)) {
       best = &span;
     }
   }

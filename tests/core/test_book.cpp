@@ -38,16 +38,17 @@ void make_fixtures(Fixtures& f) {
     const fs::path python = lwm::test::test_python();
     const fs::path script = lwm::test::source_dir() / "tests/python/book_fixtures.py";
     if (!fs::exists(python)) {
-      f.failure = "no test Python at " + python.string() +
-                  "; run `bash packaging/install-deps.sh --tests`";
+      f.failure =
+          "no test Python at " + python.string() + "; run `bash packaging/install-deps.sh --tests`";
       return;
     }
     const auto result = lwm::test::run_command("'" + python.string() + "' '" + script.string() +
                                                "' '" + f.dir.path().string() + "'");
     if (result.exit_code != 0) {
-      f.failure = "book_fixtures.py failed (is fpdf2 installed from "
-                  "packaging/requirements-tests.txt?):\n" +
-                  result.output;
+      f.failure =
+          "book_fixtures.py failed (is fpdf2 installed from "
+          "packaging/requirements-tests.txt?):\n" +
+          result.output;
       return;
     }
     std::ifstream in(f.dir.path() / "expected.json");
@@ -62,9 +63,9 @@ const Fixtures& fixtures() {
   return made;
 }
 
-#define REQUIRE_FIXTURES()                                             \
-  do {                                                                 \
-    if (!fixtures().failure.empty()) FAIL() << fixtures().failure;     \
+#define REQUIRE_FIXTURES()                                         \
+  do {                                                             \
+    if (!fixtures().failure.empty()) FAIL() << fixtures().failure; \
   } while (false)
 
 fs::path fixture(const std::string& name) {
@@ -75,12 +76,13 @@ fs::path fixture(const std::string& name) {
 void expect_book_error(const fs::path& path, ErrorKind kind, const std::string& what) {
   try {
     const Book book = lwm::load_book(path);
-    ADD_FAILURE() << path << " loaded (" << book.text.size() << " bytes of text), expected: " << what;
+    ADD_FAILURE() << path << " loaded (" << book.text.size()
+                  << " bytes of text), expected: " << what;
   } catch (const Error& error) {
     const std::string message = error.what();
     EXPECT_EQ(error.kind(), kind) << message;
-    EXPECT_NE(message.find(path.string()), std::string::npos) << "message does not name the file: "
-                                                              << message;
+    EXPECT_NE(message.find(path.string()), std::string::npos)
+        << "message does not name the file: " << message;
     EXPECT_NE(message.find(what), std::string::npos) << message;
   }
 }
@@ -137,7 +139,9 @@ void expect_matches(const Book& book, const nlohmann::json& expected) {
 TEST(BookText, Utf8TextKeepsItsBytesAndNormalisesLineEnds) {
   lwm::test::TempDir dir;
   const auto path = dir / "story.txt";
-  write_file(path, "\xEF\xBB\xBF" "Caf\xC3\xA9 \xE7\x81\xAF\r\nsecond line\rthird\n");
+  write_file(path,
+             "\xEF\xBB\xBF"
+             "Caf\xC3\xA9 \xE7\x81\xAF\r\nsecond line\rthird\n");
   const Book book = lwm::load_book(path);
   EXPECT_EQ(book.format, BookFormat::plain_text);
   EXPECT_EQ(book.text, "Caf\xC3\xA9 \xE7\x81\xAF\nsecond line\nthird\n");
@@ -153,9 +157,13 @@ TEST(BookText, Latin1BookIsReadAsWindows1252WithAWarning) {
   lwm::test::TempDir dir;
   const auto path = dir / "latin1.txt";
   // é ï in Latin-1, and Windows-1252's curly quotes and euro sign.
-  write_file(path, "caf\xE9 na\xEFve \x93quoted\x94 \x80" "5\n");
+  write_file(path,
+             "caf\xE9 na\xEFve \x93quoted\x94 \x80"
+             "5\n");
   const Book book = lwm::load_book(path);
-  EXPECT_EQ(book.text, "caf\xC3\xA9 na\xC3\xAFve \xE2\x80\x9Cquoted\xE2\x80\x9D \xE2\x82\xAC" "5\n");
+  EXPECT_EQ(book.text,
+            "caf\xC3\xA9 na\xC3\xAFve \xE2\x80\x9Cquoted\xE2\x80\x9D \xE2\x82\xAC"
+            "5\n");
   ASSERT_EQ(book.warnings.size(), 1u);
   const std::string& warning = book.warnings[0];
   EXPECT_NE(warning.find(path.string()), std::string::npos) << warning;
@@ -197,12 +205,8 @@ TEST(BookText, PlainTextChaptersSkipTheTableOfContents) {
   write_file(path, text);
   const Book book = lwm::load_book(path);
   const std::vector<std::pair<std::string, int>> expected = {
-      {"BOOK I", 1},
-      {"CHAPTER I. The Harbour", 2},
-      {"CHAPTER II. The Storm", 2},
-      {"BOOK II", 1},
-      {"CHAPTER III. Home", 2},
-      {"Chapter Twenty-One", 2}};
+      {"BOOK I", 1},  {"CHAPTER I. The Harbour", 2}, {"CHAPTER II. The Storm", 2},
+      {"BOOK II", 1}, {"CHAPTER III. Home", 2},      {"Chapter Twenty-One", 2}};
   ASSERT_EQ(book.outline.chapters.size(), expected.size());
   for (std::size_t i = 0; i < expected.size(); ++i) {
     const auto& chapter = book.outline.chapters[i];
@@ -334,7 +338,8 @@ TEST(BookBadInput, BrokenEpubsAreClearErrors) {
                     "'OEBPS/text/one.xhtml' that is not well-formed XML (line");
   expect_book_error(fixture("malformed-package.epub"), ErrorKind::file_format,
                     "'OEBPS/content.opf' that is not well-formed XML");
-  expect_book_error(fixture("empty-spine.epub"), ErrorKind::file_format, "spine lists no documents");
+  expect_book_error(fixture("empty-spine.epub"), ErrorKind::file_format,
+                    "spine lists no documents");
 }
 
 TEST(BookBadInput, BrokenPdfsAreClearErrors) {

@@ -176,7 +176,8 @@ bool is_byte_piece(const std::string& piece) {
 
 TEST(TokenizerOffsets, IdsMatchEncodeAndSpansSpellThePieces) {
   const std::string text =
-      "The keeper wrote 1907 in the logbook.\nLe gardien écrivait; 灯台守は毎晩 🌊 waves  and\ttabs.";
+      "The keeper wrote 1907 in the logbook.\nLe gardien écrivait; 灯台守は毎晩 🌊 waves  "
+      "and\ttabs.";
   const lwm::EncodedText encoded = tokenizer().encode_with_offsets(text);
   EXPECT_EQ(encoded.ids, tokenizer().encode(text));
   ASSERT_EQ(encoded.begins.size(), encoded.ids.size());
@@ -203,8 +204,8 @@ TEST(TokenizerOffsets, IdsMatchEncodeAndSpansSpellThePieces) {
 
 TEST(RenderedPrompt, TokensAreRenderPromptsAndFieldsAreLocated) {
   const auto& chat_template = lwm::ChatTemplates::builtin().get("document-qa");
-  const std::map<std::string, std::string> fields = {
-      {"context", "The keeper climbed the stairs."}, {"question", "Who climbed?"}};
+  const std::map<std::string, std::string> fields = {{"context", "The keeper climbed the stairs."},
+                                                     {"question", "Who climbed?"}};
   const auto rendered = lwm::render_prompt_with_fields(chat_template, tokenizer(), fields);
   EXPECT_EQ(rendered.tokens, lwm::render_prompt(chat_template, tokenizer(), fields));
   ASSERT_EQ(rendered.fields.size(), 2u);
@@ -238,7 +239,8 @@ PromptedBook prompted_book(const lwm::test::TempDir& dir) {
     text += "The keeper watched the harbour on night " + std::to_string(i) + ". ";
   }
   text += "\n\n## Gulls\n\nLe gardien écrivait: les mouettes 🌊 volaient.\n\n# The Storm\n\n";
-  for (int i = 0; i < 12; ++i) text += "Ships passed far out at sea, wave " + std::to_string(i) + ". ";
+  for (int i = 0; i < 12; ++i)
+    text += "Ships passed far out at sea, wave " + std::to_string(i) + ". ";
   text += "\n\n# 灯台\n\n灯台守は毎晩階段を上り、レンズを磨いた。\n";
   std::ofstream(dir / "book.md", std::ios::binary) << text;
 
@@ -265,8 +267,8 @@ PromptedBook prompted_book(const lwm::test::TempDir& dir) {
 }
 
 std::string decode_range(const std::vector<std::int32_t>& tokens, TokenRange range) {
-  return tokenizer().decode(std::vector<std::int32_t>(tokens.begin() + range.begin,
-                                                      tokens.begin() + range.end));
+  return tokenizer().decode(
+      std::vector<std::int32_t>(tokens.begin() + range.begin, tokens.begin() + range.end));
 }
 
 TEST(BookSourceMap, ChaptersMapToTheirTokensAndBack) {
@@ -294,7 +296,8 @@ TEST(BookSourceMap, ChaptersMapToTheirTokensAndBack) {
     // A part's last token may lie in its last sub-chapter.
     EXPECT_GE(last->book.chapter, static_cast<std::int32_t>(c));
     const auto after = prompted.map.locate(range->end);
-    if (c + 1 < book.outline.chapters.size() && book.outline.chapters[c + 1].level <= book.outline.chapters[c].level) {
+    if (c + 1 < book.outline.chapters.size() &&
+        book.outline.chapters[c + 1].level <= book.outline.chapters[c].level) {
       ASSERT_TRUE(after.has_value());
       EXPECT_EQ(after->book.chapter, static_cast<std::int32_t>(c + 1));
     }
@@ -326,9 +329,9 @@ TEST(BookSourceMap, EveryBookTokenSpellsTheBytesItMapsTo) {
   const std::size_t wave = text.find("\xF0\x9F\x8C\x8A");
   const auto range = prompted.map.tokens_for_bytes(prompted.source, {wave + 1, wave + 2});
   ASSERT_TRUE(range.has_value());
-  EXPECT_EQ(decode_range(prompted.rendered.tokens, *range).find("\xF0\x9F\x8C\x8A") !=
-                std::string::npos,
-            true);
+  EXPECT_EQ(
+      decode_range(prompted.rendered.tokens, *range).find("\xF0\x9F\x8C\x8A") != std::string::npos,
+      true);
 }
 
 TEST(BookSourceMap, PagesMapToTheirTokensAndBack) {

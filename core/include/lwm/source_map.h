@@ -21,8 +21,8 @@ struct TokenRange {
 };
 
 struct VideoLocation {
-  double seconds = 0.0;     // presentation time of the frame
-  std::int64_t frame = 0;   // index of the frame in the video
+  double seconds = 0.0;    // presentation time of the frame
+  std::int64_t frame = 0;  // index of the frame in the video
 };
 
 // Where one token came from. `source` is the id that add_book() or add_video() returned.

@@ -130,8 +130,8 @@ std::string read_whole_file(const std::filesystem::path& path) {
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    throw Error(ErrorKind::io, "cannot open the book '" + path.string() + "': " +
-                                   std::strerror(errno) + "; check the path");
+    throw Error(ErrorKind::io, "cannot open the book '" + path.string() +
+                                   "': " + std::strerror(errno) + "; check the path");
   }
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) fail(ErrorKind::io, path, "could not be read to the end");
@@ -190,7 +190,8 @@ Book load_book(const std::filesystem::path& path, const ProgressCallback& progre
   } else if (extension == ".pdf" || extension == ".epub") {
     fail(ErrorKind::file_format, path,
          "is named " + extension + " but does not start like one (" +
-             (extension == ".pdf" ? "\"%PDF-\"" : "a zip archive") + "); it is damaged or misnamed");
+             (extension == ".pdf" ? "\"%PDF-\"" : "a zip archive") +
+             "); it is damaged or misnamed");
   } else {
     const bool markdown = extension == ".md" || extension == ".markdown";
     format = markdown ? BookFormat::markdown : BookFormat::plain_text;
@@ -209,9 +210,9 @@ Book load_book(const std::filesystem::path& path, const ProgressCallback& progre
 BookLocation BookOutline::locate(std::size_t offset) const {
   BookLocation location;
   location.offset = std::min(offset, text_bytes == 0 ? 0 : text_bytes - 1);
-  const auto chapter = std::upper_bound(
-      chapters.begin(), chapters.end(), location.offset,
-      [](std::size_t value, const BookChapter& c) { return value < c.offset; });
+  const auto chapter =
+      std::upper_bound(chapters.begin(), chapters.end(), location.offset,
+                       [](std::size_t value, const BookChapter& c) { return value < c.offset; });
   if (chapter != chapters.begin()) {
     location.chapter = static_cast<std::int32_t>(std::prev(chapter) - chapters.begin());
     location.chapter_title = std::prev(chapter)->title;

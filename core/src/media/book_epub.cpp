@@ -31,7 +31,8 @@ constexpr zip_uint64_t kMaxEntryBytes = zip_uint64_t{256} << 20;
 constexpr const char* kOpsNamespace = "http://www.idpf.org/2007/ops";
 
 std::string_view as_view(const xmlChar* text) {
-  return text == nullptr ? std::string_view() : std::string_view(reinterpret_cast<const char*>(text));
+  return text == nullptr ? std::string_view()
+                         : std::string_view(reinterpret_cast<const char*>(text));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -80,8 +81,8 @@ class EpubArchive {
     zip_file_t* file = zip_fopen_index(archive_.get(), static_cast<zip_uint64_t>(index), 0);
     if (file == nullptr) {
       fail(ErrorKind::file_format, path_,
-           "cannot open its zip entry '" + name + "': " +
-               zip_error_strerror(zip_get_error(archive_.get())));
+           "cannot open its zip entry '" + name +
+               "': " + zip_error_strerror(zip_get_error(archive_.get())));
     }
     std::string contents;
     char buffer[1 << 14];
@@ -233,7 +234,8 @@ xmlNode* find_element(xmlNode* node, std::string_view local_name) {
 std::string percent_decode(std::string_view text) {
   std::string out;
   for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
+    if (text[i] == '%' && i + 2 < text.size() &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
         std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
       out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
       i += 2;
@@ -252,8 +254,8 @@ std::string directory_of(const std::string& name) {
 // Resolves `href` (without its fragment) against `base_dir` into an archive entry name.
 std::string resolve(const std::string& base_dir, std::string_view href) {
   href = href.substr(0, href.find('#'));
-  std::string joined = href.starts_with("/") ? percent_decode(href.substr(1))
-                                             : base_dir + percent_decode(href);
+  std::string joined =
+      href.starts_with("/") ? percent_decode(href.substr(1)) : base_dir + percent_decode(href);
   std::vector<std::string> parts;
   std::size_t start = 0;
   while (start <= joined.size()) {
@@ -301,8 +303,8 @@ std::string package_name(const EpubArchive& archive, const std::filesystem::path
     fail(ErrorKind::file_format, path,
          "is a zip archive without META-INF/container.xml, so it is not an EPUB");
   }
-  const XmlDocument container = parse_xml(
-      path, container_name, archive.read(container_name, "container"), "container file");
+  const XmlDocument container =
+      parse_xml(path, container_name, archive.read(container_name, "container"), "container file");
   const xmlNode* rootfile = find_element(xmlDocGetRootElement(container.get()), "rootfile");
   const std::string name = rootfile == nullptr ? std::string() : attribute(rootfile, "full-path");
   if (name.empty()) {
@@ -315,9 +317,8 @@ std::string package_name(const EpubArchive& archive, const std::filesystem::path
 Package read_package(const EpubArchive& archive, const std::filesystem::path& path) {
   Package package;
   package.name = package_name(archive, path);
-  const XmlDocument opf =
-      parse_xml(path, package.name, archive.read(package.name, "package document"),
-                "package document");
+  const XmlDocument opf = parse_xml(
+      path, package.name, archive.read(package.name, "package document"), "package document");
   const std::string base = directory_of(package.name);
   xmlNode* root = xmlDocGetRootElement(opf.get());
   for_each_element(root, [&](xmlNode* element) {
@@ -420,8 +421,8 @@ void read_nav_points(xmlNode* parent, const std::string& base, int depth,
 // EPUB 2: <navMap><navPoint><navLabel><text>Title</text></navLabel><content src="..."/>.
 std::vector<TocEntry> read_ncx(const EpubArchive& archive, const std::filesystem::path& path,
                                const std::string& name) {
-  const XmlDocument doc = parse_xml(path, name, archive.read(name, "NCX table of contents"),
-                                    "NCX table of contents");
+  const XmlDocument doc =
+      parse_xml(path, name, archive.read(name, "NCX table of contents"), "NCX table of contents");
   std::vector<TocEntry> entries;
   if (xmlNode* map = find_element(xmlDocGetRootElement(doc.get()), "navMap")) {
     read_nav_points(map, directory_of(name), 1, entries);
@@ -462,13 +463,12 @@ bool is_heading(std::string_view name) {
 // blocks a line of their own, inline elements none.
 int block_breaks(std::string_view name) {
   static const std::set<std::string_view> kParagraphs = {
-      "p",       "blockquote", "pre",    "hr",     "section", "article", "table",
-      "figure",  "ul",         "ol",     "dl",     "aside",   "header",  "footer",
-      "address", "main",       "nav",    "details"};
+      "p",  "blockquote", "pre",   "hr",     "section", "article", "table", "figure", "ul",
+      "ol", "dl",         "aside", "header", "footer",  "address", "main",  "nav",    "details"};
   static const std::set<std::string_view> kLines = {
-      "div",   "li",      "dd",    "dt",    "tr",      "caption", "figcaption", "body",
-      "thead", "tbody",   "tfoot", "center", "summary", "fieldset", "form",     "legend",
-      "hgroup", "dialog", "menu",  "dir"};
+      "div",  "li",     "dd",     "dt",     "tr",     "caption", "figcaption",
+      "body", "thead",  "tbody",  "tfoot",  "center", "summary", "fieldset",
+      "form", "legend", "hgroup", "dialog", "menu",   "dir"};
   if (is_heading(name) || kParagraphs.count(name) != 0) return 2;
   return kLines.count(name) != 0 ? 1 : 0;
 }
@@ -667,16 +667,15 @@ Book read_epub_book(const std::filesystem::path& path, const std::string& bytes,
       continue;
     }
     if (documents.count(item.name) != 0) continue;  // listed twice: read once
-    const XmlDocument doc = parse_xml(path, item.name, archive.read(item.name, "spine document"),
-                                      "spine document");
+    const XmlDocument doc =
+        parse_xml(path, item.name, archive.read(item.name, "spine document"), "spine document");
     DocumentText& document = documents[item.name];
     reading_order.push_back(item.name);
     writer.block_break(2);
     document.start_mark = writer.mark();
     static const std::set<std::string> kNoIds;
     const auto wanted = wanted_ids.find(item.name);
-    XhtmlWalker walker(writer, document,
-                       wanted == wanted_ids.end() ? kNoIds : wanted->second);
+    XhtmlWalker walker(writer, document, wanted == wanted_ids.end() ? kNoIds : wanted->second);
     walker.walk(xmlDocGetRootElement(doc.get()), false);
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -704,8 +703,9 @@ Book read_epub_book(const std::filesystem::path& path, const std::string& bytes,
       }
       chapters.push_back({entry.title, offset, entry.depth, 0});
     }
-    std::stable_sort(chapters.begin(), chapters.end(),
-                     [](const BookChapter& a, const BookChapter& b) { return a.offset < b.offset; });
+    std::stable_sort(
+        chapters.begin(), chapters.end(),
+        [](const BookChapter& a, const BookChapter& b) { return a.offset < b.offset; });
     // Tables of contents often list one target twice (a part and its first chapter keep both).
     chapters.erase(std::unique(chapters.begin(), chapters.end(),
                                [](const BookChapter& a, const BookChapter& b) {

@@ -204,7 +204,8 @@ Book read_pdf_book(const std::filesystem::path& path, const std::string& bytes,
                 outline.end());
   anchor_outline(outline, path, book);
   book.outline.text_bytes = book.text.size();
-  for (auto& chapter : book.outline.chapters) chapter.page = book.outline.locate(chapter.offset).page;
+  for (auto& chapter : book.outline.chapters)
+    chapter.page = book.outline.locate(chapter.offset).page;
   return book;
 }
 

@@ -265,18 +265,18 @@ bool is_roman_numeral(std::string_view word) {
   }
   if (value <= 0 || value >= 4000) return false;
   static constexpr std::array<std::pair<int, const char*>, 13> kSymbols = {{{1000, "M"},
-                                                                             {900, "CM"},
-                                                                             {500, "D"},
-                                                                             {400, "CD"},
-                                                                             {100, "C"},
-                                                                             {90, "XC"},
-                                                                             {50, "L"},
-                                                                             {40, "XL"},
-                                                                             {10, "X"},
-                                                                             {9, "IX"},
-                                                                             {5, "V"},
-                                                                             {4, "IV"},
-                                                                             {1, "I"}}};
+                                                                            {900, "CM"},
+                                                                            {500, "D"},
+                                                                            {400, "CD"},
+                                                                            {100, "C"},
+                                                                            {90, "XC"},
+                                                                            {50, "L"},
+                                                                            {40, "XL"},
+                                                                            {10, "X"},
+                                                                            {9, "IX"},
+                                                                            {5, "V"},
+                                                                            {4, "IV"},
+                                                                            {1, "I"}}};
   std::string canonical;
   for (const auto& [amount, symbol] : kSymbols) {
     while (value >= amount) {
@@ -293,10 +293,10 @@ bool is_roman_numeral(std::string_view word) {
 
 bool is_number_word(std::string_view word) {
   static const std::vector<std::string_view> kWords = {
-      "one",     "two",       "three",    "four",    "five",    "six",      "seven",
-      "eight",   "nine",      "ten",      "eleven",  "twelve",  "thirteen", "fourteen",
-      "fifteen", "sixteen",   "seventeen", "eighteen", "nineteen", "twenty",  "thirty",
-      "forty",   "fifty",     "sixty",    "seventy", "eighty",  "ninety"};
+      "one",     "two",     "three",     "four",     "five",     "six",      "seven",
+      "eight",   "nine",    "ten",       "eleven",   "twelve",   "thirteen", "fourteen",
+      "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",   "thirty",
+      "forty",   "fifty",   "sixty",     "seventy",  "eighty",   "ninety"};
   std::size_t start = 0;
   while (start <= word.size()) {
     std::size_t end = word.find('-', start);
@@ -351,9 +351,9 @@ std::optional<ChapterLine> parse_chapter_line(std::string_view raw, std::size_t 
   const std::string_view after = trim(rest);
   if (!rest.empty()) {
     const auto first = static_cast<unsigned char>(rest[0]);
-    const bool punctuation = std::string_view(".:;,)]-").find(static_cast<char>(first)) !=
-                                 std::string_view::npos ||
-                             first >= 0x80;  // em dash and other non-ASCII separators
+    const bool punctuation =
+        std::string_view(".:;,)]-").find(static_cast<char>(first)) != std::string_view::npos ||
+        first >= 0x80;  // em dash and other non-ASCII separators
     const bool titled = (first == ' ' || first == '\t') && !after.empty() &&
                         (std::isupper(static_cast<unsigned char>(after[0])) ||
                          std::isdigit(static_cast<unsigned char>(after[0])) ||
@@ -362,7 +362,8 @@ std::optional<ChapterLine> parse_chapter_line(std::string_view raw, std::size_t 
     if (!punctuation && !titled) return std::nullopt;
   }
   const bool bare = std::all_of(after.begin(), after.end(), [](char c) {
-    return std::ispunct(static_cast<unsigned char>(c)) || std::isspace(static_cast<unsigned char>(c));
+    return std::ispunct(static_cast<unsigned char>(c)) ||
+           std::isspace(static_cast<unsigned char>(c));
   });
   return ChapterLine{index, upper, bare};
 }

@@ -3,6 +3,8 @@
 // them; and every kind of broken book, each a clear Error naming the file.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -257,6 +259,60 @@ TEST(BookText, MarkdownChaptersFromTheTwoOutermostHeadingLevels) {
   const auto part_one = book.outline.chapter_bytes(0);
   EXPECT_EQ(part_one.begin, text.find("# Part One"));
   EXPECT_EQ(part_one.end, text.find("# Part Two"));
+}
+
+std::string roman(int value) {
+  static const std::vector<std::pair<int, const char*>> symbols = {
+      {1000, "M"}, {900, "CM"}, {500, "D"}, {400, "CD"}, {100, "C"}, {90, "XC"}, {50, "L"},
+      {40, "XL"},  {10, "X"},   {9, "IX"},  {5, "V"},    {4, "IV"},  {1, "I"}};
+  std::string out;
+  for (const auto& [amount, symbol] : symbols) {
+    for (; value >= amount; value -= amount) out += symbol;
+  }
+  return out;
+}
+
+// A book the size of the King James Bible (66 books, 1,189 chapters, about 4 MB of text): every
+// heading is found, in order; the time is printed. Debian's bible-kjv-text ships the Bible
+// compressed in its own format, not as text, so the real one is not used.
+TEST(BookText, BibleSizedBookFindsEveryBookAndChapter) {
+  lwm::test::TempDir dir;
+  const auto path = dir / "large.txt";
+  constexpr int kBooks = 66, kChapters = 1189, kVerses = 30;
+  std::string text = "THE LARGE BOOK\n\n";
+  std::vector<std::string> expected;
+  int chapter_number = 0;
+  for (int b = 1; b <= kBooks; ++b) {
+    expected.push_back("BOOK " + roman(b));
+    text += expected.back() + "\n\n";
+    const int chapters = kChapters / kBooks + (b <= kChapters % kBooks ? 1 : 0);
+    for (int c = 1; c <= chapters; ++c, ++chapter_number) {
+      expected.push_back("CHAPTER " + std::to_string(c));
+      text += expected.back() + "\n\n";
+      for (int v = 1; v <= kVerses; ++v) {
+        text += std::to_string(c) + ":" + std::to_string(v) +
+                " And the keeper went up into the tower, and trimmed the lamp, and the light "
+                "shone over the waters.\n";
+      }
+      text += "\n";
+    }
+  }
+  ASSERT_EQ(chapter_number, kChapters);
+  write_file(path, text);
+  const auto started = std::chrono::steady_clock::now();
+  const Book book = lwm::load_book(path);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::printf("load_book: %.1f MB, %zu anchors in %.3f s\n", text.size() / 1e6,
+              book.outline.chapters.size(), seconds);
+  ASSERT_EQ(book.outline.chapters.size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_EQ(book.outline.chapters[i].title, expected[i]) << i;
+    ASSERT_EQ(book.outline.chapters[i].level, expected[i].starts_with("BOOK") ? 1 : 2);
+    ASSERT_EQ(
+        text.compare(book.outline.chapters[i].offset, expected[i].size() + 1, expected[i] + "\n"),
+        0);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

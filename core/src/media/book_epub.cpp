@@ -712,7 +712,9 @@ Book read_epub_book(const std::filesystem::path& path, const std::string& bytes,
                                  return a.offset == b.offset && a.title == b.title;
                                }),
                    chapters.end());
-  } else {
+  }
+  if (chapters.empty()) {
+    // No table of contents, or none whose entries lead into the spine.
     for (const auto& name : reading_order) {
       const DocumentText& document = documents.at(name);
       const std::string& title =

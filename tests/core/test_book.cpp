@@ -13,7 +13,9 @@
 
 #include "lwm/book.h"
 #include "lwm/error.h"
+#include "lwm/source_map.h"
 #include "test_support.h"
+#include "text_test_tokenizer.h"
 
 namespace fs = std::filesystem;
 
@@ -376,6 +378,43 @@ TEST(BookPdf, ProgressCountsPagesAndCancels) {
   } catch (const Error& error) {
     EXPECT_EQ(error.kind(), ErrorKind::cancelled) << error.what();
   }
+}
+
+// A real PDF's pages and chapters through the test tokenizer and a source map: each page's tokens
+// spell that page's sentence and locate back to the page; each chapter's tokens start with its
+// title.
+TEST(BookPdf, PagesAndChaptersRoundTripThroughPromptTokens) {
+  REQUIRE_FIXTURES();
+  const Book book = lwm::load_book(fixture("outline.pdf"));
+  const auto& tokenizer = lwm::test::test_tokenizer();
+  const auto encoded = tokenizer.encode_with_offsets(book.text);
+  lwm::SourceMap map;
+  const auto source = map.add_book(book.path.string(), book.outline);
+  constexpr std::int64_t kPreamble = 5;  // as if a template put five tokens first
+  map.add_book_tokens(source, kPreamble, encoded.begins, book.text.size());
+  const auto decode = [&](lwm::TokenRange range) {
+    return tokenizer.decode(std::vector<std::int32_t>(encoded.ids.begin() + range.begin - kPreamble,
+                                                      encoded.ids.begin() + range.end - kPreamble));
+  };
+  const auto& pages = fixtures().expected.at("outline.pdf")["pages"];
+  for (std::int32_t page = 1; page <= static_cast<std::int32_t>(pages.size()); ++page) {
+    const auto range = map.tokens_for_page(source, page);
+    ASSERT_TRUE(range.has_value()) << page;
+    EXPECT_NE(decode(*range).find(pages[page - 1].get<std::string>()), std::string::npos)
+        << "page " << page << ": " << decode(*range);
+    EXPECT_EQ(map.locate(range->end - 1)->book.page, page);
+  }
+  for (std::size_t c = 0; c < book.outline.chapters.size(); ++c) {
+    const auto range = map.tokens_for_chapter(source, c);
+    ASSERT_TRUE(range.has_value()) << c;
+    std::string decoded = decode(*range);
+    if (decoded.starts_with(' ')) decoded.erase(0, 1);
+    EXPECT_TRUE(decoded.starts_with(book.outline.chapters[c].title)) << decoded;
+    const auto location = map.locate(range->begin + 1)->book;
+    EXPECT_EQ(location.chapter, static_cast<std::int32_t>(c));
+    EXPECT_EQ(location.page, book.outline.chapters[c].page);
+  }
+  EXPECT_FALSE(map.locate(kPreamble - 1).has_value());
 }
 
 TEST(BookBadInput, BrokenEpubsAreClearErrors) {

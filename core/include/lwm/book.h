@@ -79,9 +79,10 @@ struct Book {
 //  - EPUB: the spine's XHTML documents in order, text only; chapters from the navigation document
 //    or NCX, else from each document's first heading; title and author from the package;
 //  - PDF: the text of each page, page anchors, chapters from the outline; title and author.
-// Throws Error naming the file and the problem: io when it cannot be read, file_format when it is
-// not a book of its kind (binary bytes, a broken zip or XHTML, a damaged PDF, no text at all),
-// unsupported for a password-protected PDF, cancelled when `progress` returns false.
+// Throws Error naming the file and the problem: io when it cannot be read (missing, a directory),
+// file_format when it is not a book of its kind (empty, binary bytes, a broken zip, OPF or XHTML,
+// a damaged PDF, no text at all), unsupported for a password-protected PDF or one without a text
+// layer, cancelled when `progress` (called per EPUB document or PDF page) returns false.
 Book load_book(const std::filesystem::path& path, const ProgressCallback& progress = {});
 
 }  // namespace lwm

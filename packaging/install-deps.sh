@@ -35,6 +35,9 @@ packages=(
   libsentencepiece-dev
   sentencepiece       # spm_* tools, handy to inspect tokenizers
   nlohmann-json3-dev
+  libzip-dev          # EPUB books are zip archives
+  libxml2-dev         # EPUB books are XHTML, with an XML package and table of contents
+  libpoppler-cpp-dev  # PDF books: text per page and the outline
   libcli11-dev        # the lwm command line
   libgtest-dev
   libgmock-dev

@@ -1,16 +1,18 @@
 // lwm ask: a question about a book (or inline text), answered by streaming generation.
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <map>
+#include <optional>
+#include <span>
 #include <sstream>
 #include <string>
 
 #include "commands.h"
+#include "lwm/book.h"
 #include "lwm/chat_template.h"
 #include "lwm/generation.h"
 #include "lwm/kv_cache.h"
+#include "lwm/source_map.h"
 #include "terminal.h"
 
 namespace lwm::cli {
@@ -31,63 +33,69 @@ struct AskOptions {
   std::int64_t context = 0;
   bool has_book = false;  // given, even if empty
   bool has_prompt = false;
+  bool show_sources = false;
 };
 
-// Offset of the first byte that breaks UTF-8 (overlong forms, surrogates and code points past
-// U+10FFFF included), or npos when the whole text is valid.
-std::size_t first_invalid_utf8(const std::string& text) {
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const std::size_t n = text.size();
-  std::size_t i = 0;
-  while (i < n) {
-    const unsigned char c = s[i];
-    std::size_t length;
-    unsigned char low = 0x80, high = 0xBF;  // allowed range of the second byte
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-      length = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      length = 3;
-      if (c == 0xE0) low = 0xA0;   // overlong
-      if (c == 0xED) high = 0x9F;  // UTF-16 surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      length = 4;
-      if (c == 0xF0) low = 0x90;   // overlong
-      if (c == 0xF4) high = 0x8F;  // past U+10FFFF
-    } else {
-      return i;
-    }
-    if (i + length > n || s[i + 1] < low || s[i + 1] > high) return i;
-    for (std::size_t k = 2; k < length; ++k) {
-      if ((s[i + k] & 0xC0) != 0x80) return i;
-    }
-    i += length;
-  }
-  return std::string::npos;
+// Loads the book through the library's readers and says on stderr what they worked around.
+Book read_book(const std::string& path) {
+  Book book = load_book(path);
+  for (const auto& warning : book.warnings)
+    std::fprintf(stderr, "lwm: warning: %s\n", warning.c_str());
+  return book;
 }
 
-std::string read_book(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw Error(ErrorKind::io, "cannot open the book '" + path + "'; check the --book path");
+// The prompt's book tokens: the {context} field, or the front of {question} for a template
+// without {context} (template_fields puts the text there, before the question).
+SourceMap map_book_tokens(const Book& book, const RenderedPrompt& rendered) {
+  SourceMap sources;
+  const std::int32_t id = sources.add_book(book.path.string(), book.outline);
+  const bool has_context =
+      std::any_of(rendered.fields.begin(), rendered.fields.end(),
+                  [](const FieldTokens& field) { return field.field == "context"; });
+  for (const auto& field : rendered.fields) {
+    if (field.field != (has_context ? "context" : "question")) continue;
+    const auto in_book =
+        std::lower_bound(field.value_begins.begin(), field.value_begins.end(), book.text.size());
+    const std::span<const std::size_t> begins(field.value_begins.begin(), in_book);
+    sources.add_book_tokens(id, field.first_token, begins, book.text.size());
   }
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw Error(ErrorKind::io, "cannot read the book '" + path + "'");
-  if (const std::size_t bad = first_invalid_utf8(text); bad != std::string::npos) {
-    char byte[8];
-    std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[bad]));
-    throw Error(ErrorKind::file_format, "the book '" + path + "' is not UTF-8 text (invalid byte " +
-                                            byte + " at offset " + std::to_string(bad) +
-                                            "); convert it to UTF-8 first, e.g. with iconv");
+  return sources;
+}
+
+std::string token_range_text(const std::optional<TokenRange>& range) {
+  if (!range) return "no tokens";
+  return "tokens " + format_count(range->begin) + "-" + format_count(range->end - 1);
+}
+
+// --show-sources: which tokens of the prompt hold which chapter (or page) of the book.
+void print_sources(const Book& book, const SourceMap& sources) {
+  const auto& outline = book.outline;
+  std::string about = to_string(book.format);
+  if (!book.title.empty()) about += ", \"" + book.title + "\"";
+  if (!book.author.empty()) about += " by " + book.author;
+  std::fprintf(stderr, "lwm: book '%s' (%s): %zu chapters, %zu pages, %s bytes of text\n",
+               book.path.string().c_str(), about.c_str(), outline.chapters.size(),
+               outline.pages.size(),
+               format_count(static_cast<std::int64_t>(book.text.size())).c_str());
+  const std::int32_t id = 0;
+  if (!outline.chapters.empty()) {
+    for (std::size_t c = 0; c < outline.chapters.size(); ++c) {
+      const auto& chapter = outline.chapters[c];
+      const std::string page =
+          chapter.page > 0 ? " (page " + std::to_string(chapter.page) + ")" : std::string();
+      std::fprintf(stderr, "lwm: source: %s: chapter %zu%s \"%s\"%s\n",
+                   token_range_text(sources.tokens_for_chapter(id, c)).c_str(), c + 1,
+                   chapter.level > 1 ? " (section)" : "", chapter.title.c_str(), page.c_str());
+    }
+  } else if (!outline.pages.empty()) {
+    for (const auto& page : outline.pages) {
+      std::fprintf(stderr, "lwm: source: %s: page %d\n",
+                   token_range_text(sources.tokens_for_page(id, page.number)).c_str(), page.number);
+    }
+  } else {
+    std::fprintf(stderr, "lwm: source: %s: the whole text (no chapter headings found)\n",
+                 token_range_text(sources.tokens_for_bytes(id, {0, book.text.size()})).c_str());
   }
-  // A byte-order mark is not part of the text.
-  if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
-  if (text.find_first_not_of(" \t\r\n") == std::string::npos) {
-    throw Error(ErrorKind::file_format, "the book '" + path + "' is empty; pass a book with text");
-  }
-  return text;
 }
 
 const ChatTemplate& choose_template(const std::string& name) {
@@ -136,14 +144,17 @@ void run_ask(const AskOptions& options) {
                                         ? options.template_name
                                         : (from_book ? "document-qa" : "text-chat");
   const ChatTemplate& chosen = choose_template(template_name);
-  const std::string text = from_book ? read_book(options.book) : options.prompt;
+  const Book book = from_book ? read_book(options.book) : Book{};
+  const std::string& text = from_book ? book.text : options.prompt;
 
   const auto model = load_model(options.model_dir);
   const Tokenizer tokenizer = load_tokenizer(options.model_dir, "to encode the prompt");
   const ModelConfig& config = model->config();
 
-  const std::vector<std::int32_t> prompt =
-      render_prompt(chosen, tokenizer, template_fields(chosen, text, options.question));
+  const RenderedPrompt rendered =
+      render_prompt_with_fields(chosen, tokenizer, template_fields(chosen, text, options.question));
+  const std::vector<std::int32_t>& prompt = rendered.tokens;
+  if (from_book && options.show_sources) print_sources(book, map_book_tokens(book, rendered));
   const auto prompt_tokens = static_cast<std::int64_t>(prompt.size());
 
   // The cache holds the prompt and the answer (spec §1.4: prompt + max new tokens), never more
@@ -245,11 +256,16 @@ Command add_ask_command(CLI::App& parent) {
                   "Model directory (config.json, *.safetensors, "
                   "tokenizer.model)")
       ->required();
-  CLI::Option* book = app->add_option("--book", options->book, "UTF-8 text file to ask about");
+  CLI::Option* book = app->add_option(
+      "--book", options->book,
+      "Book to ask about: plain text or Markdown (UTF-8, or Windows-1252 with a warning), EPUB "
+      "or PDF");
   CLI::Option* prompt =
       app->add_option("--prompt", options->prompt, "Text to ask about, given inline")
           ->excludes(book);
   app->add_option("--question", options->question, "The question")->required();
+  app->add_flag("--show-sources", options->show_sources,
+                "Print on stderr which prompt tokens hold which chapter (or page) of the book");
   app->add_option("--template", options->template_name,
                   "Chat template (default: document-qa with --book, text-chat with --prompt; a "
                   "template without {context} gets the text before the question)");

@@ -309,4 +309,59 @@ std::vector<std::int32_t> render_prompt(const ChatTemplate& chat_template,
   return {prompt.tokens().begin(), prompt.tokens().end()};
 }
 
+RenderedPrompt render_prompt_with_fields(const ChatTemplate& chat_template,
+                                         const Tokenizer& tokenizer,
+                                         const std::map<std::string, std::string>& fields) {
+  check_fields(chat_template, fields);
+  RenderedPrompt rendered;
+  auto& ids = rendered.tokens;
+  for (const auto& part : chat_template.parts) {
+    if (part.kind == TemplatePart::Kind::bos) {
+      ids.push_back(tokenizer.bos_id());
+    } else if (part.kind == TemplatePart::Kind::eos) {
+      ids.push_back(tokenizer.eos_id());
+    } else if (part.kind == TemplatePart::Kind::media) {
+      throw Error(ErrorKind::unsupported,
+                  template_where(chat_template) + " has a " + part.text +
+                      " slot; render_prompt builds text-only prompts, so choose a text template");
+    } else {
+      // The segment is substituted and encoded whole, as render_prompt does (spec §1.7, §2.4);
+      // the pieces' byte offsets then say which tokens overlap which field's value.
+      std::string text;
+      struct Placed {
+        std::string field;
+        std::size_t begin, end;
+      };
+      std::vector<Placed> placed;
+      for (const auto& piece : parse_placeholders(part.text, template_where(chat_template))) {
+        if (!piece.is_field) {
+          text += piece.value;
+          continue;
+        }
+        const std::string& value = fields.at(piece.value);
+        placed.push_back({piece.value, text.size(), text.size() + value.size()});
+        text += value;
+      }
+      const EncodedText segment = tokenizer.encode_with_offsets(text);
+      const auto segment_start = static_cast<std::int64_t>(ids.size());
+      for (const auto& field : placed) {
+        FieldTokens tokens{field.field, 0, {}, field.end - field.begin};
+        for (std::size_t i = 0; i < segment.ids.size(); ++i) {
+          const std::size_t begin = segment.begins[i], end = segment.ends[i];
+          const bool overlaps = begin < field.end && (end > field.begin || begin >= field.begin);
+          if (!overlaps) continue;
+          if (tokens.value_begins.empty()) {
+            tokens.first_token = segment_start + static_cast<std::int64_t>(i);
+          }
+          tokens.value_begins.push_back(std::max(begin, field.begin) - field.begin);
+        }
+        if (tokens.value_begins.empty()) tokens.first_token = segment_start;
+        rendered.fields.push_back(std::move(tokens));
+      }
+      ids.insert(ids.end(), segment.ids.begin(), segment.ids.end());
+    }
+  }
+  return rendered;
+}
+
 }  // namespace lwm

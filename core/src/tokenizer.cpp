@@ -74,6 +74,27 @@ std::vector<std::int32_t> Tokenizer::encode(std::string_view text) const {
   return {ids.begin(), ids.end()};
 }
 
+EncodedText Tokenizer::encode_with_offsets(std::string_view text) const {
+  sentencepiece::ImmutableSentencePieceText pieces;
+  const auto status = impl_->processor.Encode(text, pieces.mutable_proto());
+  if (!status.ok()) {
+    throw Error(ErrorKind::invalid_argument, "cannot encode text with tokenizer '" +
+                                                 impl_->file.string() + "': " + status.ToString());
+  }
+  EncodedText encoded;
+  const std::size_t count = pieces.pieces_size();
+  encoded.ids.reserve(count);
+  encoded.begins.reserve(count);
+  encoded.ends.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto piece = pieces.pieces(static_cast<int>(i));
+    encoded.ids.push_back(static_cast<std::int32_t>(piece.id()));
+    encoded.begins.push_back(piece.begin());
+    encoded.ends.push_back(piece.end());
+  }
+  return encoded;
+}
+
 std::string Tokenizer::decode(std::span<const std::int32_t> ids) const {
   const std::vector<int> as_int(ids.begin(), ids.end());
   std::string text;

@@ -218,11 +218,59 @@ TEST_F(CliTest, CorruptConfigIsBadInput) {
       << result.output;
 }
 
-TEST_F(CliTest, BookThatIsNotUtf8IsBadInput) {
+TEST_F(CliTest, BookThatIsNotTextIsBadInput) {
+  // Binary bytes are not text in any encoding.
+  const auto binary = scratch("binary.txt");
+  write_file(binary, std::string("The keeper\0\x01\x81\xFE", 14));
+  expect_failure(run_lwm("ask " + model_arg() + " --book " + quoted(binary) + " --question Why?"),
+                 2, "is not a text file");
+  // Neither UTF-8 nor Windows-1252: 0x81 is undefined there.
+  const auto undefined = scratch("undefined.txt");
+  write_file(undefined, "The keeper's caf\xE9 \x81 was closed.\n");
+  expect_failure(
+      run_lwm("ask " + model_arg() + " --book " + quoted(undefined) + " --question Why?"), 2,
+      "is not UTF-8");
+}
+
+TEST_F(CliTest, Latin1BookIsAnsweredWithAWarning) {
   const auto book = scratch("latin1.txt");
   write_file(book, "The keeper's caf\xE9 was closed.\n");
-  expect_failure(run_lwm("ask " + model_arg() + " --book " + quoted(book) + " --question Why?"), 2,
-                 "is not UTF-8");
+  const CommandResult result =
+      run_lwm("ask " + model_arg() + " --book " + quoted(book) + " --question Why? --max-tokens 2");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("lwm: warning: the book '" + book.string() + "' is not UTF-8"),
+            std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("read as Windows-1252"), std::string::npos) << result.output;
+}
+
+TEST_F(CliTest, ShowSourcesListsTheTokensOfEachChapter) {
+  const auto book = scratch("guide.md");
+  write_file(book,
+             "# The Lamp\n\nThe keeper trimmed the wick.\n\n# The Lens\n\nHe polished the "
+             "great lens.\n");
+  const CommandResult result = run_lwm("ask " + model_arg() + " --book " + quoted(book) +
+                                       " --question Why? --max-tokens 2 --show-sources");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("(Markdown): 2 chapters, 0 pages"), std::string::npos)
+      << result.output;
+  const std::size_t lamp = result.output.find("chapter 1 \"The Lamp\"");
+  const std::size_t lens = result.output.find("chapter 2 \"The Lens\"");
+  ASSERT_NE(lamp, std::string::npos) << result.output;
+  ASSERT_NE(lens, std::string::npos) << result.output;
+  // "lwm: source: tokens A-B: chapter 1 ..." then "tokens C-D: chapter 2 ...", with C = B + 1.
+  const auto range_before = [&](std::size_t at) {
+    const std::size_t start = result.output.rfind("tokens ", at) + 7;
+    const std::size_t dash = result.output.find('-', start);
+    return std::pair<long, long>(std::stol(result.output.substr(start, dash - start)),
+                                 std::stol(result.output.substr(dash + 1)));
+  };
+  const auto [lamp_first, lamp_last] = range_before(lamp);
+  const auto [lens_first, lens_last] = range_before(lens);
+  EXPECT_GT(lamp_first, 0);  // BOS and the template's opening come first
+  EXPECT_LT(lamp_first, lamp_last);
+  EXPECT_EQ(lens_first, lamp_last + 1);
+  EXPECT_LT(lens_first, lens_last);
 }
 
 TEST_F(CliTest, MissingBookIsBadInput) {

@@ -13,6 +13,13 @@
 
 namespace lwm {
 
+// Token ids with the bytes of the input each token came from (SentencePiece's piece offsets).
+struct EncodedText {
+  std::vector<std::int32_t> ids;
+  std::vector<std::size_t> begins;  // token i came from bytes [begins[i], ends[i]) of the input
+  std::vector<std::size_t> ends;
+};
+
 class Tokenizer {
  public:
   // Loads a SentencePiece model file; throws Error naming the file if it is missing or invalid.
@@ -22,6 +29,10 @@ class Tokenizer {
   Tokenizer& operator=(Tokenizer&&) noexcept;
 
   std::vector<std::int32_t> encode(std::string_view text) const;
+  // The same ids as encode(), each with its input bytes, so positions in a prompt map back to the
+  // text (source_map.h). A piece that starts with the dummy-prefix space starts at the input's
+  // space, or at byte 0 for the text's first piece; byte-fallback pieces of one character share it.
+  EncodedText encode_with_offsets(std::string_view text) const;
   std::string decode(std::span<const std::int32_t> ids) const;
   std::string piece(std::int32_t id) const;
   std::int32_t piece_id(std::string_view piece) const;  // unk id when absent

@@ -21,6 +21,9 @@ using StridedMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
 
 constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
 constexpr std::int64_t kColumnTile = 128;
+// Below this many multiply-adds a parallel region costs more than it saves (tiny models, and
+// machines whose cores are busy with other work).
+constexpr std::int64_t kParallelWork = std::int64_t{1} << 20;
 
 }  // namespace
 
@@ -37,7 +40,7 @@ void linear_backward_weight(const float* x, const float* dy, std::int64_t m, std
   // Parallel over column tiles of dW: each thread owns its columns, so no two threads add to the
   // same element.
   const std::int64_t tiles = (out + kColumnTile - 1) / kColumnTile;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * in * out > kParallelWork)
   for (std::int64_t t = 0; t < tiles; ++t) {
     const std::int64_t c0 = t * kColumnTile;
     const std::int64_t cols = std::min(kColumnTile, out - c0);
@@ -51,38 +54,39 @@ void linear_backward_weight(const float* x, const float* dy, std::int64_t m, std
 void rms_norm_backward(const float* x, const float* dy, std::int64_t m, std::int64_t n,
                        const float* gain, float eps, float* dx, float* dgain) {
   // y_i = g_i x_i r, r = (mean(x²) + eps)^-1/2:  dx_i = r (g_i dy_i − x_i r² Σ_j g_j dy_j x_j / n).
-  std::vector<double> gain_grad(static_cast<std::size_t>(n), 0.0);
-#pragma omp parallel
-  {
-    std::vector<double> local(static_cast<std::size_t>(n), 0.0);
-#pragma omp for schedule(static)
-    for (std::int64_t row = 0; row < m; ++row) {
-      const float* xi = x + row * n;
-      const float* dyi = dy + row * n;
-      double sum_sq = 0.0, dot = 0.0;
-      for (std::int64_t i = 0; i < n; ++i) {
-        sum_sq += static_cast<double>(xi[i]) * xi[i];
-        dot += static_cast<double>(gain[i]) * dyi[i] * xi[i];
-      }
-      const double r = 1.0 / std::sqrt(sum_sq / static_cast<double>(n) + eps);
-      const double k = r * r * r * dot / static_cast<double>(n);
-      float* dxi = dx + row * n;
-      for (std::int64_t i = 0; i < n; ++i) {
-        dxi[i] = static_cast<float>(r * gain[i] * dyi[i] - k * xi[i]);
-        local[static_cast<std::size_t>(i)] += static_cast<double>(dyi[i]) * xi[i] * r;
-      }
+  // The gain gradient is summed over rows in a fixed order (per column), so results do not depend
+  // on the thread count and a resumed training run repeats an uninterrupted one bit for bit.
+  std::vector<double> inv_rms(static_cast<std::size_t>(m));
+#pragma omp parallel for schedule(static) if (m * n > kParallelWork)
+  for (std::int64_t row = 0; row < m; ++row) {
+    const float* xi = x + row * n;
+    const float* dyi = dy + row * n;
+    double sum_sq = 0.0, dot = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      sum_sq += static_cast<double>(xi[i]) * xi[i];
+      dot += static_cast<double>(gain[i]) * dyi[i] * xi[i];
     }
-#pragma omp critical
+    const double r = 1.0 / std::sqrt(sum_sq / static_cast<double>(n) + eps);
+    inv_rms[static_cast<std::size_t>(row)] = r;
+    const double k = r * r * r * dot / static_cast<double>(n);
+    float* dxi = dx + row * n;
     for (std::int64_t i = 0; i < n; ++i)
-      gain_grad[static_cast<std::size_t>(i)] += local[static_cast<std::size_t>(i)];
+      dxi[i] = static_cast<float>(r * gain[i] * dyi[i] - k * xi[i]);
   }
-  for (std::int64_t i = 0; i < n; ++i)
-    dgain[i] += static_cast<float>(gain_grad[static_cast<std::size_t>(i)]);
+#pragma omp parallel for schedule(static) if (m * n > kParallelWork)
+  for (std::int64_t i = 0; i < n; ++i) {
+    double sum = 0.0;
+    for (std::int64_t row = 0; row < m; ++row) {
+      sum += static_cast<double>(dy[row * n + i]) * x[row * n + i] *
+             inv_rms[static_cast<std::size_t>(row)];
+    }
+    dgain[i] += static_cast<float>(sum);
+  }
 }
 
 void swiglu_backward(const float* gate, const float* up, const float* dout, std::int64_t n,
                      float* dgate, float* dup) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelWork)
   for (std::int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     const float sig = 1.0f / (1.0f + std::exp(-g));
@@ -187,9 +191,10 @@ void blockwise_attention_backward(const float* q, const float* k, const float* v
   const AttentionGeometry g{shape, options, num_queries, num_keys, scale};
   const std::int64_t d = shape.head_dim;
 
+  const bool parallel = num_queries * num_keys * shape.num_heads * d > kParallelWork;
   // D = rowsum(dout ∘ out) per (head, query).
   std::vector<float> delta(static_cast<std::size_t>(shape.num_heads * num_queries));
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
   for (std::int64_t head = 0; head < shape.num_heads; ++head) {
     for (std::int64_t i = 0; i < num_queries; ++i) {
       const float* o = out + i * g.q_stride() + head * d;
@@ -204,7 +209,7 @@ void blockwise_attention_backward(const float* q, const float* k, const float* v
   const std::int64_t k_tiles = (num_keys + options.key_chunk - 1) / options.key_chunk;
 
   // Pass 1, dq: each (head, query tile) owns its rows of dq.
-#pragma omp parallel
+#pragma omp parallel if (parallel)
   {
     RowMatrix p, ds;
 #pragma omp for collapse(2) schedule(dynamic)
@@ -230,7 +235,7 @@ void blockwise_attention_backward(const float* q, const float* k, const float* v
 
   // Pass 2, dk and dv: each (kv head, key tile) owns its rows, summing over the query heads that
   // share the kv head (GQA) and over every query tile that can see the keys.
-#pragma omp parallel
+#pragma omp parallel if (parallel)
   {
     RowMatrix p, ds;
 #pragma omp for collapse(2) schedule(dynamic)

@@ -2,6 +2,7 @@
 // of independent fp64 forwards (fp64_reference.h), on fresh random data with odd shapes.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -200,6 +201,85 @@ TEST(Backward, BlockwiseAttentionMatchesFiniteDifferences) {
                  1e-3, "dk");
     expect_close(dv, numeric_gradient([&](const auto& x) { return att(qd, kd, x); }, vd), 1e-4,
                  1e-3, "dv");
+  }
+}
+
+// Shapes large enough for the kernels' multi-threaded paths, checked through directional
+// derivatives: (f(x + hδ) − f(x − hδ)) / 2h = ⟨∇f, δ⟩ for a random direction δ.
+double directional(const std::function<double(const std::vector<double>&)>& f,
+                   const std::vector<float>& x, const std::vector<float>& direction,
+                   double h = 1e-5) {
+  std::vector<double> up(x.begin(), x.end()), down(x.begin(), x.end());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    up[i] += h * direction[i];
+    down[i] -= h * direction[i];
+  }
+  return (f(up) - f(down)) / (2 * h);
+}
+
+double dot(const std::vector<float>& a, const std::vector<float>& b) {
+  double s = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];
+  return s;
+}
+
+TEST(Backward, LargeShapesMatchDirectionalDerivatives) {
+  const std::uint64_t seed = test::test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  {
+    const std::int64_t m = 70, in = 130, out = 190;
+    const auto x = test::random_normal(static_cast<std::size_t>(m * in), rng);
+    const auto w = test::random_normal(static_cast<std::size_t>(in * out), rng);
+    const auto r = test::random_normal(static_cast<std::size_t>(m * out), rng);
+    std::vector<float> dx(x.size()), dw(w.size(), 0.0f);
+    cpu::linear_backward_input(r.data(), m, w.data(), in, out, dx.data());
+    cpu::linear_backward_weight(x.data(), r.data(), m, in, out, dw.data());
+    const auto wd = widen(w), xd = widen(x);
+    const auto dir_x = test::random_normal(x.size(), rng),
+               dir_w = test::random_normal(w.size(), rng);
+    const double ex = directional(
+        [&](const auto& xs) { return weighted_sum(test::matmul(xs, wd.data(), m, in, out), r); }, x,
+        dir_x);
+    const double ew = directional(
+        [&](const auto& ws) { return weighted_sum(test::matmul(xd, ws.data(), m, in, out), r); }, w,
+        dir_w);
+    EXPECT_NEAR(dot(dx, dir_x), ex, 1e-4 * std::abs(ex) + 1e-3);
+    EXPECT_NEAR(dot(dw, dir_w), ew, 1e-4 * std::abs(ew) + 1e-3);
+  }
+  {
+    const std::int64_t n = 150, heads = 4, kv_heads = 2, d = 16;
+    const auto q = test::random_normal(static_cast<std::size_t>(n * heads * d), rng);
+    const auto k = test::random_normal(static_cast<std::size_t>(n * kv_heads * d), rng);
+    const auto v = test::random_normal(k.size(), rng);
+    const auto r = test::random_normal(q.size(), rng);
+    std::vector<std::int32_t> seg(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) seg[i] = static_cast<std::int32_t>(i / 37);
+    const AttentionShape shape{heads, kv_heads, d};
+    AttentionOptions opt;
+    opt.query_chunk = 32;
+    opt.key_chunk = 48;
+    opt.query_segments = seg.data();
+    opt.key_segments = seg.data();
+    std::vector<float> out(q.size()), lse(static_cast<std::size_t>(heads * n));
+    blockwise_attention(q.data(), k.data(), v.data(), n, n, shape, opt, out.data(), lse.data());
+    std::vector<float> dq(q.size(), 0.0f), dk(k.size(), 0.0f), dv(v.size(), 0.0f);
+    cpu::blockwise_attention_backward(q.data(), k.data(), v.data(), out.data(), lse.data(),
+                                      r.data(), n, n, shape, opt, dq.data(), dk.data(), dv.data());
+    const auto qd = widen(q), kd = widen(k), vd = widen(v);
+    auto att = [&](const auto& a, const auto& b, const auto& c) {
+      return weighted_sum(
+          test::attention(a, b, c, n, n, heads, kv_heads, d, 0, seg.data(), seg.data()), r);
+    };
+    const auto dir_q = test::random_normal(q.size(), rng),
+               dir_k = test::random_normal(k.size(), rng),
+               dir_v = test::random_normal(v.size(), rng);
+    const double eq = directional([&](const auto& x) { return att(x, kd, vd); }, q, dir_q);
+    const double ek = directional([&](const auto& x) { return att(qd, x, vd); }, k, dir_k);
+    const double ev = directional([&](const auto& x) { return att(qd, kd, x); }, v, dir_v);
+    EXPECT_NEAR(dot(dq, dir_q), eq, 1e-4 * std::abs(eq) + 1e-3);
+    EXPECT_NEAR(dot(dk, dir_k), ek, 1e-4 * std::abs(ek) + 1e-3);
+    EXPECT_NEAR(dot(dv, dir_v), ev, 1e-4 * std::abs(ev) + 1e-3);
   }
 }
 

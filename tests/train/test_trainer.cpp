@@ -197,13 +197,16 @@ TEST(Trainer, InterruptedAndResumedRunIsBitIdentical) {
   test::TempDir straight, interrupted;
   const Recipe recipe = small_recipe(7, 5, 3);
   run_recipe(recipe, {.output_dir = straight.path()});
-  // Stop mid stage 1, then again inside stage 2, then finish.
+  // Stop mid stage 1, exactly at its end, inside stage 2, then finish.
   EXPECT_EQ(
       run_recipe(recipe, {.output_dir = interrupted.path(), .stop_after_steps = 4}).global_step, 4);
-  EXPECT_EQ(
-      run_recipe(recipe, {.output_dir = interrupted.path(), .resume = true, .stop_after_steps = 5})
-          .global_step,
-      9);
+  for (const auto& [steps, expected] : {std::pair{3, 7}, {2, 9}}) {
+    EXPECT_EQ(
+        run_recipe(recipe,
+                   {.output_dir = interrupted.path(), .resume = true, .stop_after_steps = steps})
+            .global_step,
+        expected);
+  }
   run_recipe(recipe, {.output_dir = interrupted.path(), .resume = true});
   EXPECT_EQ(parameters_of(straight / "short"), parameters_of(interrupted / "short"));
   EXPECT_EQ(parameters_of(straight / "long"), parameters_of(interrupted / "long"));

@@ -155,13 +155,18 @@ struct RunState {
 
 void save_checkpoint(const fs::path& out, const Recipe& recipe, const RunState& state,
                      TrainableModel& model, AdamW& adamw) {
+  // Files go to a side directory first; it takes the checkpoint's name (replacing one of the same
+  // step, written at a stage boundary after a stop) and only then gets its DONE marker, so a crash
+  // at any point leaves either no checkpoint of this step or a complete one.
   const fs::path dir = checkpoint_dir(out, state.global_step);
-  fs::remove_all(dir);  // an incomplete one from a crash (never a complete one: steps only grow)
-  fs::create_directories(dir);
-  model.save(dir, DType::f32);
+  fs::path partial = dir;
+  partial += ".partial";
+  fs::remove_all(partial);
+  fs::create_directories(partial);
+  model.save(partial, DType::f32);
   const auto n = static_cast<std::int64_t>(adamw.first_moment().size());
   write_safetensors(
-      dir / "optimizer.safetensors",
+      partial / "optimizer.safetensors",
       {{"adamw.m", Tensor::view(DType::f32, {n}, adamw.first_moment().data(), nullptr)},
        {"adamw.v", Tensor::view(DType::f32, {n}, adamw.second_moment().data(), nullptr)}},
       {{"format", kCheckpointFormat}});
@@ -169,7 +174,9 @@ void save_checkpoint(const fs::path& out, const Recipe& recipe, const RunState& 
                   {"recipe", recipe.name},          {"stage", state.stage},
                   {"stage_step", state.stage_step}, {"global_step", state.global_step},
                   {"adamw_steps", adamw.steps()},   {"data", state.data}};
-  write_file_atomically(dir / "state.json", j.dump(2) + "\n");
+  write_file_atomically(partial / "state.json", j.dump(2) + "\n");
+  fs::remove_all(dir);
+  fs::rename(partial, dir);
   // Complete only now (design.md: checkpoints are complete only when their marker is written).
   write_file_atomically(dir / "DONE",
                         std::string(kCheckpointFormat) + " " + std::to_string(kVersion) + "\n");

@@ -8,6 +8,7 @@
 #include <numbers>
 #include <set>
 
+#include "../core/text_test_tokenizer.h"
 #include "lwm/train/data.h"
 #include "lwm/train/optimizer.h"
 #include "lwm/train/packing.h"
@@ -162,6 +163,25 @@ TEST(Fields, TextSyntaxLossMasksAndSpecialTokens) {
                         }).what())
                 .find("'question'"),
             std::string::npos);
+}
+
+TEST(Fields, TextFieldsAreTokenizedJoinedAndPrepended) {
+  const auto tokenizer = std::make_shared<Tokenizer>(test::test_tokenizer_path());
+  const nlohmann::json ex = {
+      {"title", "The storm"}, {"question", "Who climbed the stairs?"}, {"answer", "the keeper"}};
+  FieldFormat f{.fields = "[title+question],answer"};
+  f.prepend_text = "Q: ";
+  const Example e = ExampleProcessor(f, tokenizer, 1, 2).process(ex, 0);
+  std::vector<std::int32_t> expected{1};
+  const auto prompt = tokenizer->encode("Q: The storm Who climbed the stairs?");
+  const auto answer = tokenizer->encode("the keeper");
+  expected.insert(expected.end(), prompt.begin(), prompt.end());
+  expected.insert(expected.end(), answer.begin(), answer.end());
+  expected.push_back(2);
+  EXPECT_EQ(e.tokens, expected);
+  std::vector<std::uint8_t> loss(1 + prompt.size(), 0);
+  loss.insert(loss.end(), answer.size() + 1, 1);
+  EXPECT_EQ(e.loss_mask, loss);
 }
 
 TEST(Fields, VisionFieldsUseTheTrainingLayoutAndAlternatives) {

@@ -193,6 +193,22 @@ TEST(Trainer, CommandLineRunsStopsAndResumesTheTinyRecipe) {
   EXPECT_EQ(usage.exit_code, 1) << usage.output;
 }
 
+TEST(Trainer, CtrlCSavesACheckpointAndExitsWithCodeFour) {
+  test::TempDir out;
+  const std::string binary = std::string(LWM_BINARY_DIR) + "/bin/lwm-train";
+  const std::string recipe = (test::source_dir() / "resources/recipes/cpu-tiny.json").string();
+  const std::string log = (out / "log.txt").string();
+  // Start a run, wait for its second step line, send SIGINT, report the exit status.
+  const std::string script =
+      binary + " run --recipe " + recipe + " --out " + (out / "run").string() + " > " + log +
+      " 2>&1 & pid=$!; for i in $(seq 600); do grep -q \"^step 2/\" " + log +
+      " && break; sleep 0.1; done; kill -INT $pid; wait $pid; echo exit=$?; cat " + log;
+  const test::CommandResult result = test::run_command("bash -c '" + script + "'");
+  EXPECT_NE(result.output.find("exit=4"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("checkpoint saved"), std::string::npos) << result.output;
+  EXPECT_FALSE(latest_complete_checkpoint(out / "run").empty());
+}
+
 TEST(Trainer, InterruptedAndResumedRunIsBitIdentical) {
   test::TempDir straight, interrupted;
   const Recipe recipe = small_recipe(7, 5, 3);

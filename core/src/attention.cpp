@@ -124,7 +124,8 @@ void blockwise_attention(const float* q, const float* k, const float* v, std::in
   check_arguments(num_queries, num_keys, shape, options);
   const float scale = options.scale != 0.0f ? options.scale : 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
   const std::int64_t query_tiles = (num_queries + options.query_chunk - 1) / options.query_chunk;
-#pragma omp parallel
+  // Tiny problems run on the calling thread: a parallel region costs more than their arithmetic.
+#pragma omp parallel if (num_queries * num_keys * shape.num_heads * shape.head_dim > (std::int64_t{1} << 20))
   {
     TileScratch scratch;
 #pragma omp for collapse(2) schedule(dynamic)

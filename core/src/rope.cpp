@@ -41,7 +41,7 @@ void RotaryEmbedding::angles(std::span<const std::int64_t> positions, float* cos
 void RotaryEmbedding::apply(float* x, std::int64_t tokens, std::int64_t heads, const float* cos_table,
                             const float* sin_table) const {
   const std::int64_t half = head_dim_ / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (tokens * heads * head_dim_ > (std::int64_t{1} << 18))
   for (std::int64_t t = 0; t < tokens; ++t) {
     const float* c = cos_table + t * half;
     const float* s = sin_table + t * half;

@@ -63,7 +63,9 @@ void linear(const float* x, std::int64_t m, const Linear& w, float* y) {
   const bool in_place_f32 = w.weight.dtype() == DType::f32;
   const auto* weights_f32 = static_cast<const float*>(w.weight.raw());
 
-#pragma omp parallel for collapse(2) schedule(static)
+  // Tiny products (small models, decode of test models) run on the calling thread: a parallel
+  // region costs more than their arithmetic.
+#pragma omp parallel for collapse(2) schedule(static) if (m * in * out > (std::int64_t{1} << 20))
   for (std::int64_t ct = 0; ct < col_tiles; ++ct) {
     for (std::int64_t rt = 0; rt < row_tiles; ++rt) {
       thread_local std::vector<float> buffer;

@@ -15,7 +15,7 @@ void rms_norm(const float* x, std::int64_t m, std::int64_t n, const Tensor& weig
                                                  " does not match width " + std::to_string(n));
   }
   const std::vector<float> gain = weight.to_floats();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * n > (std::int64_t{1} << 18))
   for (std::int64_t row = 0; row < m; ++row) {
     const float* in = x + row * n;
     float* out = y + row * n;
@@ -28,7 +28,7 @@ void rms_norm(const float* x, std::int64_t m, std::int64_t n, const Tensor& weig
 }
 
 void swiglu(const float* gate, const float* up, float* out, std::int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > (std::int64_t{1} << 18))
   for (std::int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];
@@ -55,7 +55,7 @@ void embedding(const Tensor& table, std::span<const std::int32_t> ids, float* ou
 }
 
 void softmax(float* x, std::int64_t m, std::int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * n > (std::int64_t{1} << 18))
   for (std::int64_t row = 0; row < m; ++row) {
     float* v = x + row * n;
     float max = -std::numeric_limits<float>::infinity();
@@ -76,7 +76,7 @@ void softmax(float* x, std::int64_t m, std::int64_t n) {
 }
 
 void add_inplace(float* y, const float* x, std::int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > (std::int64_t{1} << 18))
   for (std::int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 

@@ -43,6 +43,8 @@ int exit_code_for(lwm::ErrorKind kind) {
       return 3;
     case lwm::ErrorKind::cancelled:
       return 4;
+    case lwm::ErrorKind::communication:
+      return 5;
   }
   return 5;
 }

@@ -46,13 +46,13 @@ Book read_book(const std::string& path) {
 
 // The prompt's book tokens: the {context} field, or the front of {question} for a template
 // without {context} (template_fields puts the text there, before the question).
-SourceMap map_book_tokens(const Book& book, const RenderedPrompt& rendered) {
+SourceMap map_book_tokens(const Book& book, const Prompt& prompt) {
   SourceMap sources;
   const std::int32_t id = sources.add_book(book.path.string(), book.outline);
   const bool has_context =
-      std::any_of(rendered.fields.begin(), rendered.fields.end(),
+      std::any_of(prompt.fields().begin(), prompt.fields().end(),
                   [](const FieldTokens& field) { return field.field == "context"; });
-  for (const auto& field : rendered.fields) {
+  for (const auto& field : prompt.fields()) {
     if (field.field != (has_context ? "context" : "question")) continue;
     const auto in_book =
         std::lower_bound(field.value_begins.begin(), field.value_begins.end(), book.text.size());
@@ -151,10 +151,9 @@ void run_ask(const AskOptions& options) {
   const Tokenizer tokenizer = load_tokenizer(options.model_dir, "to encode the prompt");
   const ModelConfig& config = model->config();
 
-  const RenderedPrompt rendered =
-      render_prompt_with_fields(chosen, tokenizer, template_fields(chosen, text, options.question));
-  const std::vector<std::int32_t>& prompt = rendered.tokens;
-  if (from_book && options.show_sources) print_sources(book, map_book_tokens(book, rendered));
+  const Prompt prompt =
+      render_prompt(chosen, tokenizer, template_fields(chosen, text, options.question), nullptr);
+  if (from_book && options.show_sources) print_sources(book, map_book_tokens(book, prompt));
   const auto prompt_tokens = static_cast<std::int64_t>(prompt.size());
 
   // The cache holds the prompt and the answer (spec §1.4: prompt + max new tokens), never more

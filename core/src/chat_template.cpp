@@ -164,13 +164,6 @@ void check_header(const nlohmann::json& json, const std::string& source) {
   }
 }
 
-std::string substitute(const std::vector<TextPiece>& pieces,
-                       const std::map<std::string, std::string>& fields) {
-  std::string text;
-  for (const auto& piece : pieces) text += piece.is_field ? fields.at(piece.value) : piece.value;
-  return text;
-}
-
 std::string template_where(const ChatTemplate& chat_template) {
   return "chat template '" + chat_template.name + "'";
 }
@@ -194,6 +187,41 @@ void check_fields(const ChatTemplate& chat_template,
   if (!unknown.empty()) message += " unknown field(s) " + join(unknown) + ";";
   message += " it takes " + (wanted.empty() ? std::string("no fields") : join(wanted));
   throw Error(ErrorKind::invalid_argument, message);
+}
+
+// A text part is substituted and encoded whole, on its own, dummy prefix included (spec §1.7,
+// §2.4); the pieces' byte offsets then say which tokens overlap which field's value.
+void append_text_part(Prompt& prompt, const TemplatePart& part, const ChatTemplate& chat_template,
+                      const Tokenizer& tokenizer, const std::map<std::string, std::string>& fields) {
+  std::string text;
+  struct Placed {
+    std::string field;
+    std::size_t begin, end;
+  };
+  std::vector<Placed> placed;
+  for (const auto& piece : parse_placeholders(part.text, template_where(chat_template))) {
+    if (!piece.is_field) {
+      text += piece.value;
+      continue;
+    }
+    const std::string& value = fields.at(piece.value);
+    placed.push_back({piece.value, text.size(), text.size() + value.size()});
+    text += value;
+  }
+  const EncodedText segment = tokenizer.encode_with_offsets(text);
+  std::vector<FieldTokens> located;
+  for (const auto& field : placed) {
+    FieldTokens tokens{field.field, 0, {}, field.end - field.begin};
+    for (std::size_t i = 0; i < segment.ids.size(); ++i) {
+      const std::size_t begin = segment.begins[i], end = segment.ends[i];
+      const bool overlaps = begin < field.end && (end > field.begin || begin >= field.begin);
+      if (!overlaps) continue;
+      if (tokens.value_begins.empty()) tokens.first_token = static_cast<std::int64_t>(i);
+      tokens.value_begins.push_back(std::max(begin, field.begin) - field.begin);
+    }
+    located.push_back(std::move(tokens));
+  }
+  prompt.append_text(segment.ids, std::move(located));
 }
 
 }  // namespace
@@ -291,12 +319,9 @@ Prompt render_prompt(const ChatTemplate& chat_template, const Tokenizer& tokeniz
         }
         prompt.append_video(*video, tokenizer);
         break;
-      case TemplatePart::Kind::text: {
-        // Each segment is encoded on its own, dummy prefix included (spec §1.7, §2.4).
-        const auto pieces = parse_placeholders(part.text, template_where(chat_template));
-        prompt.append_text(tokenizer.encode(substitute(pieces, fields)));
+      case TemplatePart::Kind::text:
+        append_text_part(prompt, part, chat_template, tokenizer, fields);
         break;
-      }
     }
   }
   return prompt;
@@ -307,61 +332,6 @@ std::vector<std::int32_t> render_prompt(const ChatTemplate& chat_template,
                                         const std::map<std::string, std::string>& fields) {
   const Prompt prompt = render_prompt(chat_template, tokenizer, fields, nullptr);
   return {prompt.tokens().begin(), prompt.tokens().end()};
-}
-
-RenderedPrompt render_prompt_with_fields(const ChatTemplate& chat_template,
-                                         const Tokenizer& tokenizer,
-                                         const std::map<std::string, std::string>& fields) {
-  check_fields(chat_template, fields);
-  RenderedPrompt rendered;
-  auto& ids = rendered.tokens;
-  for (const auto& part : chat_template.parts) {
-    if (part.kind == TemplatePart::Kind::bos) {
-      ids.push_back(tokenizer.bos_id());
-    } else if (part.kind == TemplatePart::Kind::eos) {
-      ids.push_back(tokenizer.eos_id());
-    } else if (part.kind == TemplatePart::Kind::media) {
-      throw Error(ErrorKind::unsupported,
-                  template_where(chat_template) + " has a " + part.text +
-                      " slot; render_prompt builds text-only prompts, so choose a text template");
-    } else {
-      // The segment is substituted and encoded whole, as render_prompt does (spec §1.7, §2.4);
-      // the pieces' byte offsets then say which tokens overlap which field's value.
-      std::string text;
-      struct Placed {
-        std::string field;
-        std::size_t begin, end;
-      };
-      std::vector<Placed> placed;
-      for (const auto& piece : parse_placeholders(part.text, template_where(chat_template))) {
-        if (!piece.is_field) {
-          text += piece.value;
-          continue;
-        }
-        const std::string& value = fields.at(piece.value);
-        placed.push_back({piece.value, text.size(), text.size() + value.size()});
-        text += value;
-      }
-      const EncodedText segment = tokenizer.encode_with_offsets(text);
-      const auto segment_start = static_cast<std::int64_t>(ids.size());
-      for (const auto& field : placed) {
-        FieldTokens tokens{field.field, 0, {}, field.end - field.begin};
-        for (std::size_t i = 0; i < segment.ids.size(); ++i) {
-          const std::size_t begin = segment.begins[i], end = segment.ends[i];
-          const bool overlaps = begin < field.end && (end > field.begin || begin >= field.begin);
-          if (!overlaps) continue;
-          if (tokens.value_begins.empty()) {
-            tokens.first_token = segment_start + static_cast<std::int64_t>(i);
-          }
-          tokens.value_begins.push_back(std::max(begin, field.begin) - field.begin);
-        }
-        if (tokens.value_begins.empty()) tokens.first_token = segment_start;
-        rendered.fields.push_back(std::move(tokens));
-      }
-      ids.insert(ids.end(), segment.ids.begin(), segment.ids.end());
-    }
-  }
-  return rendered;
 }
 
 }  // namespace lwm

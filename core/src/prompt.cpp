@@ -41,6 +41,16 @@ Prompt Prompt::slice(std::int64_t begin, std::int64_t end) const {
   if (!vision_mask_.empty()) {
     out.vision_mask_.assign(vision_mask_.begin() + begin, vision_mask_.begin() + end);
   }
+  for (const FieldTokens& field : fields_) {
+    const auto count = static_cast<std::int64_t>(field.value_begins.size());
+    const std::int64_t first = std::max(field.first_token, begin);
+    const std::int64_t last = std::min(field.first_token + count, end);
+    if (last <= first) continue;
+    FieldTokens clipped{field.field, first - begin, {}, field.value_bytes};
+    clipped.value_begins.assign(field.value_begins.begin() + (first - field.first_token),
+                                field.value_begins.begin() + (last - field.first_token));
+    out.fields_.push_back(std::move(clipped));
+  }
   for (const TokenRange& frame : frames_) {
     const TokenRange clipped{std::max(frame.begin, begin) - begin,
                              std::min(frame.end, end) - begin};
@@ -50,6 +60,14 @@ Prompt Prompt::slice(std::int64_t begin, std::int64_t end) const {
 }
 
 void Prompt::append_text(std::span<const std::int32_t> ids) {
+  append(ids, false);
+}
+
+void Prompt::append_text(std::span<const std::int32_t> ids, std::vector<FieldTokens> fields) {
+  for (FieldTokens& field : fields) {
+    field.first_token += size();
+    fields_.push_back(std::move(field));
+  }
   append(ids, false);
 }
 

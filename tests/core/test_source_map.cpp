@@ -1,4 +1,4 @@
-// SourceMap (lwm/source_map.h), Tokenizer::encode_with_offsets and render_prompt_with_fields:
+// SourceMap (lwm/source_map.h), Tokenizer::encode_with_offsets and render_prompt's field locations:
 // token positions of a prompt map to video frames and book locations and back. The book lookups
 // are checked against a brute-force reference on random layouts, and end to end with the test
 // tokenizer: every token's bytes must be the text SentencePiece says the piece spells.
@@ -202,20 +202,21 @@ TEST(TokenizerOffsets, IdsMatchEncodeAndSpansSpellThePieces) {
   EXPECT_GT(byte_pieces, 0u) << "the emoji should go through byte fallback";
 }
 
-TEST(RenderedPrompt, TokensAreRenderPromptsAndFieldsAreLocated) {
+TEST(PromptFields, TokensAreRenderPromptsAndFieldsAreLocated) {
   const auto& chat_template = lwm::ChatTemplates::builtin().get("document-qa");
   const std::map<std::string, std::string> fields = {{"context", "The keeper climbed the stairs."},
                                                      {"question", "Who climbed?"}};
-  const auto rendered = lwm::render_prompt_with_fields(chat_template, tokenizer(), fields);
-  EXPECT_EQ(rendered.tokens, lwm::render_prompt(chat_template, tokenizer(), fields));
-  ASSERT_EQ(rendered.fields.size(), 2u);
-  for (const auto& field : rendered.fields) {
+  const lwm::Prompt rendered = lwm::render_prompt(chat_template, tokenizer(), fields, nullptr);
+  const std::vector<std::int32_t> tokens(rendered.tokens().begin(), rendered.tokens().end());
+  EXPECT_EQ(tokens, lwm::render_prompt(chat_template, tokenizer(), fields));
+  ASSERT_EQ(rendered.fields().size(), 2u);
+  for (const auto& field : rendered.fields()) {
     const std::string& value = fields.at(field.field);
     EXPECT_EQ(field.value_bytes, value.size());
     ASSERT_FALSE(field.value_begins.empty());
     const auto count = static_cast<std::int64_t>(field.value_begins.size());
-    const std::vector<std::int32_t> ids(rendered.tokens.begin() + field.first_token,
-                                        rendered.tokens.begin() + field.first_token + count);
+    const std::vector<std::int32_t> ids(tokens.begin() + field.first_token,
+                                        tokens.begin() + field.first_token + count);
     // The field's tokens spell the value (give or take the space the first one absorbed).
     std::string decoded = tokenizer().decode(ids);
     if (decoded.starts_with(' ')) decoded.erase(0, 1);
@@ -227,7 +228,7 @@ TEST(RenderedPrompt, TokensAreRenderPromptsAndFieldsAreLocated) {
 // fallback, asked about through the document-qa template.
 struct PromptedBook {
   lwm::Book book;
-  lwm::RenderedPrompt rendered;
+  lwm::Prompt rendered;
   SourceMap map;
   std::int32_t source = 0;
   const lwm::FieldTokens* context = nullptr;
@@ -254,10 +255,11 @@ PromptedBook prompted_book(const lwm::test::TempDir& dir) {
     if (text.find(". ", at + 150) == std::string::npos) break;
   }
   const auto& chat_template = lwm::ChatTemplates::builtin().get("document-qa");
-  prompted.rendered = lwm::render_prompt_with_fields(
-      chat_template, tokenizer(), {{"context", prompted.book.text}, {"question", "Who watched?"}});
+  prompted.rendered = lwm::render_prompt(
+      chat_template, tokenizer(), {{"context", prompted.book.text}, {"question", "Who watched?"}},
+      nullptr);
   prompted.source = prompted.map.add_book("book.md", prompted.book.outline);
-  for (const auto& field : prompted.rendered.fields) {
+  for (const auto& field : prompted.rendered.fields()) {
     if (field.field != "context") continue;
     prompted.context = &field;
     prompted.map.add_book_tokens(prompted.source, field.first_token, field.value_begins,
@@ -266,7 +268,7 @@ PromptedBook prompted_book(const lwm::test::TempDir& dir) {
   return prompted;
 }
 
-std::string decode_range(const std::vector<std::int32_t>& tokens, TokenRange range) {
+std::string decode_range(std::span<const std::int32_t> tokens, TokenRange range) {
   return tokenizer().decode(
       std::vector<std::int32_t>(tokens.begin() + range.begin, tokens.begin() + range.end));
 }
@@ -275,7 +277,7 @@ TEST(BookSourceMap, ChaptersMapToTheirTokensAndBack) {
   lwm::test::TempDir dir;
   const PromptedBook prompted = prompted_book(dir);
   const auto& book = prompted.book;
-  const auto& tokens = prompted.rendered.tokens;
+  const auto& tokens = prompted.rendered.tokens();
   ASSERT_NE(prompted.context, nullptr);
   ASSERT_EQ(book.outline.chapters.size(), 4u);
   for (std::size_t c = 0; c < book.outline.chapters.size(); ++c) {
@@ -319,7 +321,7 @@ TEST(BookSourceMap, EveryBookTokenSpellsTheBytesItMapsTo) {
     const auto location = prompted.map.locate(position);
     ASSERT_TRUE(location.has_value());
     EXPECT_EQ(location->book.offset, field.value_begins[i]);
-    const std::string piece = tokenizer().piece(prompted.rendered.tokens[position]);
+    const std::string piece = tokenizer().piece(prompted.rendered.tokens()[position]);
     if (is_byte_piece(piece)) continue;
     const std::size_t next = field.value_begins[i + 1];
     EXPECT_EQ(text.substr(field.value_begins[i], next - field.value_begins[i]), surface_of(piece))
@@ -330,7 +332,7 @@ TEST(BookSourceMap, EveryBookTokenSpellsTheBytesItMapsTo) {
   const auto range = prompted.map.tokens_for_bytes(prompted.source, {wave + 1, wave + 2});
   ASSERT_TRUE(range.has_value());
   EXPECT_EQ(
-      decode_range(prompted.rendered.tokens, *range).find("\xF0\x9F\x8C\x8A") != std::string::npos,
+      decode_range(prompted.rendered.tokens(), *range).find("\xF0\x9F\x8C\x8A") != std::string::npos,
       true);
 }
 
@@ -355,7 +357,7 @@ TEST(BookSourceMap, PagesMapToTheirTokensAndBack) {
     const std::size_t middle_begin = bytes.begin + (bytes.end - bytes.begin) / 3;
     const std::string middle = prompted.book.text.substr(middle_begin, 12);
     if (lwm::test::is_valid_utf8(middle)) {
-      EXPECT_NE(decode_range(prompted.rendered.tokens, *range).find(middle), std::string::npos)
+      EXPECT_NE(decode_range(prompted.rendered.tokens(), *range).find(middle), std::string::npos)
           << "page " << page.number << ": '" << middle << "'";
     }
   }

@@ -47,7 +47,8 @@ class ChatTemplates {
 };
 
 // Renders a template: substitutes every {field} (a missing field is an error), tokenizes each
-// text part on its own, and lays `video` out in the media slot (spec §2.3). A template with a
+// text part on its own (recording where each field's value landed, Prompt::fields), and lays
+// `video` out in the media slot (spec §2.3). A template with a
 // media slot needs a video, and a video needs a template with a media slot.
 Prompt render_prompt(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
                      const std::map<std::string, std::string>& fields, const VideoCodes* video);
@@ -55,26 +56,5 @@ Prompt render_prompt(const ChatTemplate& chat_template, const Tokenizer& tokeniz
 // The text-only form: the ids of a template without a media slot.
 std::vector<std::int32_t> render_prompt(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
                                         const std::map<std::string, std::string>& fields);
-
-// Where a field's value landed in a rendered prompt, so a SourceMap can map those tokens back to
-// the value's source (a book's text, say): tokens [first_token, first_token + value_begins.size())
-// overlap the value's bytes, and token i starts at byte value_begins[i] of the value (0 for a
-// token that starts in the template text just before it, such as "▁The" over " {context}").
-struct FieldTokens {
-  std::string field;
-  std::int64_t first_token = 0;
-  std::vector<std::size_t> value_begins;
-  std::size_t value_bytes = 0;
-};
-
-struct RenderedPrompt {
-  std::vector<std::int32_t> tokens;  // exactly what render_prompt() returns
-  std::vector<FieldTokens> fields;   // one per placeholder occurrence, in prompt order
-};
-
-// render_prompt() that also says which tokens came from which field.
-RenderedPrompt render_prompt_with_fields(const ChatTemplate& chat_template,
-                                         const Tokenizer& tokenizer,
-                                         const std::map<std::string, std::string>& fields);
 
 }  // namespace lwm

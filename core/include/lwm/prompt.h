@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "lwm/tokenizer.h"
@@ -36,6 +37,18 @@ struct TokenRange {
   std::int64_t size() const noexcept { return end - begin; }
 };
 
+// Where a template field's value landed in a rendered prompt, so a SourceMap can map those
+// tokens back to the value's source (a book's text, say): tokens [first_token, first_token +
+// value_begins.size()) overlap the value's bytes, and token i starts at byte value_begins[i] of
+// the value (0 for a token that starts in the template text just before it, such as "▁The" over
+// " {context}").
+struct FieldTokens {
+  std::string field;
+  std::int64_t first_token = 0;
+  std::vector<std::size_t> value_begins;
+  std::size_t value_bytes = 0;
+};
+
 class Prompt {
  public:
   std::span<const std::int32_t> tokens() const noexcept { return tokens_; }
@@ -44,16 +57,21 @@ class Prompt {
   std::int64_t size() const noexcept { return static_cast<std::int64_t>(tokens_.size()); }
   // The token range of every frame appended so far: its codes and the delimiter after them.
   const std::vector<TokenRange>& frames() const noexcept { return frames_; }
+  // Where each template field's value landed (render_prompt fills them), in prompt order.
+  const std::vector<FieldTokens>& fields() const noexcept { return fields_; }
 
   // Number of leading tokens equal to `ids` (and of the same kind, text or vision, by `mask`;
   // an empty mask is all text).
   std::int64_t common_prefix(std::span<const std::int32_t> ids,
                              std::span<const std::uint8_t> mask) const noexcept;
-  // The first `n` tokens, or all tokens from position `n` on, with their frames (clipped).
+  // The first `n` tokens, or all tokens from position `n` on, with their frames and fields
+  // (clipped).
   Prompt prefix(std::int64_t n) const;
   Prompt suffix(std::int64_t n) const;
 
   void append_text(std::span<const std::int32_t> ids);
+  // Appends text ids of which `fields` (positions relative to `ids`) hold template fields.
+  void append_text(std::span<const std::int32_t> ids, std::vector<FieldTokens> fields);
   // Appends the `<vision>` text, every frame's codes followed by end-of-frame, except the last
   // frame which ends with end-of-vision, then the `</vision>` text: the training layout of
   // spec §2.3 (not the chat code's every-frame end-of-vision, §8.3). Throws for an empty video,
@@ -67,6 +85,7 @@ class Prompt {
   std::vector<std::int32_t> tokens_;
   std::vector<std::uint8_t> vision_mask_;
   std::vector<TokenRange> frames_;
+  std::vector<FieldTokens> fields_;
 };
 
 // What prefill and generation read: a plain token list (all text) or a Prompt. The conversions

@@ -11,14 +11,9 @@
 #include <vector>
 
 #include "lwm/book.h"
+#include "lwm/prompt.h"  // TokenRange
 
 namespace lwm {
-
-// Tokens [begin, end) of a prompt.
-struct TokenRange {
-  std::int64_t begin = 0;
-  std::int64_t end = 0;
-};
 
 struct VideoLocation {
   double seconds = 0.0;    // presentation time of the frame

@@ -1,6 +1,7 @@
 // lwm ask: a question about a book (or inline text), answered by streaming generation.
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -12,7 +13,9 @@
 #include "lwm/chat_template.h"
 #include "lwm/generation.h"
 #include "lwm/kv_cache.h"
+#include "lwm/session.h"
 #include "lwm/source_map.h"
+#include "lwm/video_tokens.h"
 #include "terminal.h"
 
 namespace lwm::cli {
@@ -31,8 +34,12 @@ struct AskOptions {
   std::uint64_t seed = 0;
   std::int64_t prefill_chunk = 512;
   std::int64_t context = 0;
+  std::string video;
+  std::int64_t frames = 8;  // uniform samples (spec §3.1: LWM's chat default)
+  double fps = 0.0;         // > 0: sample at this rate instead
   bool has_book = false;  // given, even if empty
   bool has_prompt = false;
+  bool has_video = false;
   bool show_sources = false;
 };
 
@@ -135,11 +142,79 @@ std::map<std::string, std::string> template_fields(const ChatTemplate& chosen,
   return {{"question", text + " " + question}};
 }
 
+using AnswerRunner = std::function<GenerationResult(
+    const GenerationOptions&, const TokenCallback&, const ProgressCallback&)>;
+
+// Runs the generation with the command's sampling options, streaming the answer to stdout and a
+// prefill bar and the statistics to stderr; Ctrl-C stops it between chunks or tokens.
+void stream_answer(const AskOptions& options, const AnswerRunner& run) {
+  GenerationOptions generation;
+  generation.sampling.temperature = options.temperature;
+  generation.sampling.top_k = options.top_k;
+  generation.sampling.top_p = options.top_p;
+  generation.sampling.seed = options.seed;
+  generation.max_new_tokens = options.max_tokens;
+  generation.prefill_chunk = options.prefill_chunk;
+
+  ProgressBar bar("prefill", "tok");
+  const auto on_prefill = [&](const Progress& progress) {
+    bar.update(progress);
+    return !InterruptGuard::interrupted();
+  };
+  bool wrote_text = false;
+  const auto on_token = [&](std::int32_t, std::string_view piece) {
+    bar.finish();
+    if (!piece.empty()) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+      wrote_text = true;
+    }
+    return !InterruptGuard::interrupted();
+  };
+  const GenerationResult result = [&] {
+    try {
+      return run(generation, on_token, on_prefill);
+    } catch (const Error& error) {
+      bar.finish();
+      if (error.kind() != ErrorKind::cancelled) throw;
+      throw Error(ErrorKind::cancelled,
+                  std::string("cancelled with Ctrl-C (") + error.what() + "), nothing generated");
+    }
+  }();
+  bar.finish();
+  if (wrote_text) {
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+  }
+
+  const double prefill_rate =
+      result.prefill_seconds > 0
+          ? static_cast<double>(result.prompt_tokens) / result.prefill_seconds
+          : 0.0;
+  std::fprintf(stderr,
+               "lwm: %s prompt tokens, prefill %s tok/s, first token after %s, %s tokens decoded "
+               "at %s tok/s, stopped: %s\n",
+               format_count(result.prompt_tokens).c_str(), format_rate(prefill_rate).c_str(),
+               format_duration(result.time_to_first_token_seconds).c_str(),
+               format_count(static_cast<std::int64_t>(result.tokens.size())).c_str(),
+               format_rate(result.decode_tokens_per_second()).c_str(),
+               to_string(result.stop_reason));
+  if (InterruptGuard::interrupted()) {
+    throw Error(ErrorKind::cancelled, "cancelled with Ctrl-C after " +
+                                          std::to_string(result.tokens.size()) +
+                                          " generated tokens; the answer above is incomplete");
+  }
+}
+
+void run_video_ask(const AskOptions& options);
+
 void run_ask(const AskOptions& options) {
   const bool from_book = options.has_book;
-  if (from_book == options.has_prompt) {
-    throw Error(ErrorKind::invalid_argument, "give exactly one of --book FILE or --prompt TEXT");
+  if (int{from_book} + int{options.has_prompt} + int{options.has_video} != 1) {
+    throw Error(ErrorKind::invalid_argument,
+                "give exactly one of --book FILE, --video FILE or --prompt TEXT");
   }
+  if (options.has_video) return run_video_ask(options);
   const std::string template_name = !options.template_name.empty()
                                         ? options.template_name
                                         : (from_book ? "document-qa" : "text-chat");
@@ -185,62 +260,69 @@ void run_ask(const AskOptions& options) {
                format_count(prompt_tokens).c_str(), format_count(capacity).c_str(),
                format_bytes(cache.bytes()).c_str());
 
-  GenerationOptions generation;
-  generation.sampling.temperature = options.temperature;
-  generation.sampling.top_k = options.top_k;
-  generation.sampling.top_p = options.top_p;
-  generation.sampling.seed = options.seed;
-  generation.max_new_tokens = options.max_tokens;
-  generation.prefill_chunk = options.prefill_chunk;
+  stream_answer(options, [&](const GenerationOptions& generation, const TokenCallback& on_token,
+                             const ProgressCallback& on_prefill) {
+    return generate(*model, tokenizer, cache, prompt, generation, on_token, on_prefill);
+  });
+}
 
-  ProgressBar bar("prefill", "tok");
-  const auto on_prefill = [&](const Progress& progress) {
-    bar.update(progress);
+// lwm ask --video: frames → VQGAN codes → a session over the video (media-first template, so the
+// video is computed once) → the answer.
+void run_video_ask(const AskOptions& options) {
+  const auto model = load_model(options.model_dir);
+  const Tokenizer tokenizer = load_tokenizer(options.model_dir, "to encode the prompt");
+  if (!model->config().has_vision()) {
+    throw Error(ErrorKind::invalid_argument,
+                "model '" + options.model_dir +
+                    "' is a text-only model; a video needs a vision-language model (its "
+                    "config.json has vision_vocab_size and the directory a vqgan.safetensors)");
+  }
+  const auto vqgan = Vqgan::load(options.model_dir);
+
+  FrameSamplingOptions sampling;
+  if (options.fps > 0) {
+    sampling.selection = FrameSelection::rate;
+    sampling.frames_per_second = options.fps;
+  } else {
+    sampling.max_frames = options.frames;
+  }
+  InterruptGuard interrupt;
+  ProgressBar frames_bar("video", "frames");
+  sampling.progress = [&](const Progress& progress) {
+    frames_bar.update(progress);
     return !InterruptGuard::interrupted();
   };
-  bool wrote_text = false;
-  const auto on_token = [&](std::int32_t, std::string_view piece) {
-    bar.finish();
-    if (!piece.empty()) {
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
-      std::fflush(stdout);
-      wrote_text = true;
-    }
-    return !InterruptGuard::interrupted();
-  };
-  const GenerationResult result = [&] {
-    try {
-      return generate(*model, tokenizer, cache, prompt, generation, on_token, on_prefill);
-    } catch (const Error& error) {
-      bar.finish();
-      if (error.kind() != ErrorKind::cancelled) throw;
-      throw Error(ErrorKind::cancelled,
-                  std::string("cancelled with Ctrl-C (") + error.what() + "), nothing generated");
-    }
-  }();
-  bar.finish();
-  if (wrote_text) {
-    std::fputc('\n', stdout);
-    std::fflush(stdout);
+  const VideoTokens video = tokenize_video(options.video, *vqgan, sampling);
+  frames_bar.finish();
+  for (const auto& warning : video.report.warnings) {
+    std::fprintf(stderr, "lwm: warning: %s\n", warning.c_str());
   }
 
-  const double prefill_rate =
-      result.prefill_seconds > 0
-          ? static_cast<double>(result.prompt_tokens) / result.prefill_seconds
-          : 0.0;
-  std::fprintf(stderr,
-               "lwm: %s prompt tokens, prefill %s tok/s, first token after %s, %s tokens decoded "
-               "at %s tok/s, stopped: %s\n",
-               format_count(result.prompt_tokens).c_str(), format_rate(prefill_rate).c_str(),
-               format_duration(result.time_to_first_token_seconds).c_str(),
-               format_count(static_cast<std::int64_t>(result.tokens.size())).c_str(),
-               format_rate(result.decode_tokens_per_second()).c_str(),
-               to_string(result.stop_reason));
-  if (InterruptGuard::interrupted()) {
-    throw Error(ErrorKind::cancelled, "cancelled with Ctrl-C after " +
-                                          std::to_string(result.tokens.size()) +
-                                          " generated tokens; the answer above is incomplete");
+  SessionOptions session_options;
+  session_options.template_name = options.template_name;
+  session_options.context = options.context;
+  session_options.answer_reserve = options.max_tokens + 256;  // the question and the answer
+  session_options.prefill_chunk = options.prefill_chunk;
+  const auto session = Session::for_video(*model, tokenizer, video.codes, session_options);
+  std::fprintf(stderr, "lwm: %s frames, %s video tokens, context %s tokens, KV cache %s\n",
+               format_count(video.codes.frames()).c_str(),
+               format_count(session->plan().source_tokens).c_str(),
+               format_count(session->plan().context).c_str(),
+               format_bytes(session->plan().kv_cache_bytes).c_str());
+  if (options.show_sources) {
+    SourceMap sources;
+    add_video_frames(sources, sources.add_video(options.video), session->source_prompt(), video);
+    for (std::size_t f = 0; f < video.frames.size(); ++f) {
+      const TokenRange range = session->source_prompt().frames()[f];
+      std::fprintf(stderr, "lwm: frame %zu at %.3f s (video frame %lld): tokens %s-%s\n", f,
+                  video.frames[f].seconds, static_cast<long long>(video.frames[f].frame),
+                  format_count(range.begin).c_str(), format_count(range.end - 1).c_str());
+    }
   }
+  stream_answer(options, [&](const GenerationOptions& generation, const TokenCallback& on_token,
+                             const ProgressCallback& on_prefill) {
+    return session->ask(options.question, generation, on_token, on_prefill).generation;
+  });
 }
 
 }  // namespace
@@ -249,8 +331,8 @@ Command add_ask_command(CLI::App& parent) {
   auto options = std::make_shared<AskOptions>();
   CLI::App* app = parent.add_subcommand(
       "ask",
-      "Ask a question about a book (--book) or inline text (--prompt); the answer streams to "
-      "stdout, progress and statistics go to stderr.");
+      "Ask a question about a book (--book), a video (--video) or inline text (--prompt); the "
+      "answer streams to stdout, progress and statistics go to stderr.");
   app->add_option("--model", options->model_dir,
                   "Model directory (config.json, *.safetensors, "
                   "tokenizer.model)")
@@ -262,12 +344,29 @@ Command add_ask_command(CLI::App& parent) {
   CLI::Option* prompt =
       app->add_option("--prompt", options->prompt, "Text to ask about, given inline")
           ->excludes(book);
+  CLI::Option* video =
+      app->add_option("--video", options->video,
+                      "Video to ask about (any file FFmpeg reads), with a vision-language model "
+                      "that has a VQGAN (vqgan.safetensors)")
+          ->excludes(book)
+          ->excludes(prompt);
+  CLI::Option* frames =
+      app->add_option("--frames", options->frames, "Frames sampled uniformly over the video")
+          ->needs(video)
+          ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 24))
+          ->capture_default_str();
+  app->add_option("--fps", options->fps, "Sample this many frames per second instead of --frames")
+      ->needs(video)
+      ->excludes(frames)
+      ->check(CLI::Range(1e-6, 1000.0));
   app->add_option("--question", options->question, "The question")->required();
   app->add_flag("--show-sources", options->show_sources,
-                "Print on stderr which prompt tokens hold which chapter (or page) of the book");
+                "Print on stderr which prompt tokens hold which chapter (or page) of the book, or "
+                "which frame (and its time) of the video");
   app->add_option("--template", options->template_name,
-                  "Chat template (default: document-qa with --book, text-chat with --prompt; a "
-                  "template without {context} gets the text before the question)");
+                  "Chat template (default: document-qa with --book, text-chat with --prompt, "
+                  "video-chat-media-first with --video; a template without {context} gets the "
+                  "text before the question)");
   app->add_option("--max-tokens", options->max_tokens, "Most tokens to generate")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40))
       ->capture_default_str();
@@ -289,9 +388,10 @@ Command add_ask_command(CLI::App& parent) {
                   "Context (KV cache) size in tokens; default: prompt + --max-tokens, at most "
                   "the model's maximum sequence length")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
-  return {app, [options, book, prompt] {
+  return {app, [options, book, prompt, video] {
             options->has_book = book->count() > 0;
             options->has_prompt = prompt->count() > 0;
+            options->has_video = video->count() > 0;
             run_ask(*options);
           }};
 }

@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "lwm/model_maker.h"
+#include "lwm/vqgan.h"
 #include "terminal.h"
 
 namespace lwm::cli {
@@ -26,6 +27,7 @@ struct MakeModelOptions {
   std::string tokenizer;
   std::vector<std::string> train_tokenizer;
   std::int64_t vocab = 2000;
+  std::string vqgan;  // VQGAN preset written beside a vision-language model
 };
 
 // A trained tokenizer lives in a temporary file until make_random_model copies it into the
@@ -123,6 +125,23 @@ void run_make_model(const MakeModelOptions& options) {
     return !InterruptGuard::interrupted();
   });
   bar.finish();
+  if (!options.vqgan.empty()) {
+    VqganMakerOptions vqgan;
+    vqgan.config = VqganConfig::preset(options.vqgan);
+    vqgan.seed = options.seed + 1;
+    const std::int64_t needed = vqgan.config.num_embeddings + 2;  // codes and delimiters (§2.1)
+    if (maker.config.vision_vocab_size < needed) {
+      throw Error(ErrorKind::invalid_argument,
+                  "--vqgan " + options.vqgan + " has " +
+                      std::to_string(vqgan.config.num_embeddings) +
+                      " codes, so the model needs vision_vocab_size >= " + std::to_string(needed) +
+                      "; use a vision preset such as tiny-vision or 7b-vision");
+    }
+    make_random_vqgan(out, vqgan);
+    std::fprintf(stderr, "lwm: wrote a random %s VQGAN (%s parameters, %s codes per frame)\n",
+                 options.vqgan.c_str(), format_count(vqgan.config.parameter_count()).c_str(),
+                 format_count(vqgan.config.tokens_per_frame()).c_str());
+  }
   std::printf("made %s: %s parameters, %s, vocabulary %s, context %s\n", options.out.c_str(),
               format_count(maker.config.parameter_count()).c_str(), dtype_name(maker.dtype),
               format_count(maker.config.vocab_size).c_str(),
@@ -141,7 +160,8 @@ Command add_make_model_command(CLI::App& parent) {
       ->required();
   CLI::Option* preset =
       app->add_option("--preset", options->preset,
-                      "LWM preset: 7b, 13b, 30b, 65b, 1b, 3b, 200m, 100m, debug, tiny");
+                      "LWM preset: 7b, 7b-vision, 13b, 30b, 65b, 1b, 3b, 200m, 100m, debug, "
+                      "tiny, tiny-vision");
   app->add_option("--config", options->config_file, "config.json to take the shapes from")
       ->excludes(preset);
   app->add_option("--convention", options->convention, "Weight names and layout")
@@ -164,6 +184,10 @@ Command add_make_model_command(CLI::App& parent) {
       ->needs(train)
       ->check(CLI::Range(std::int64_t{260}, std::int64_t{1} << 20))
       ->capture_default_str();
+  app->add_option("--vqgan", options->vqgan,
+                  "Also write a random VQGAN (vqgan.safetensors) for a vision-language preset: "
+                  "tiny or lwm")
+      ->check(CLI::IsMember({"tiny", "lwm"}));
   return {app, [options] { run_make_model(*options); }};
 }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -271,6 +272,42 @@ TEST_F(CliTest, ShowSourcesListsTheTokensOfEachChapter) {
   EXPECT_LT(lamp_first, lamp_last);
   EXPECT_EQ(lens_first, lamp_last + 1);
   EXPECT_LT(lens_first, lens_last);
+}
+
+TEST_F(CliTest, AskAboutAVideoMapsFramesToTimes) {
+  if (std::system("ffmpeg -version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no ffmpeg CLI";
+  const auto clip = scratch("clip.mp4");
+  ASSERT_EQ(run_command("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x120:rate=10 -t 4 "
+                        "-pix_fmt yuv420p " + quoted(clip)).exit_code, 0);
+  const auto vl = scratch("vision-model");
+  const CommandResult made =
+      run_command(lwm_cli() + " make-model --out " + quoted(vl) +
+                  " --preset tiny-vision --vqgan tiny --seed 3 --train-tokenizer " +
+                  quoted(lwm::test::sample_text_file()) + " --vocab 512");
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+
+  std::string answer;
+  const CommandResult result =
+      run_lwm("ask --model " + quoted(vl) + " --video " + quoted(clip) +
+                  " --frames 4 --show-sources --question \"What is shown?\" --max-tokens 5",
+              &answer);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_FALSE(answer.empty());
+  EXPECT_NE(result.output.find("4 frames"), std::string::npos) << result.output;
+  // 40 frames sampled 4 times by LWM's rule (spec §3.1): 0, 13, 26, 39 at 10 frames/s.
+  for (const char* frame : {"frame 0 at 0.000 s (video frame 0)", "frame 1 at 1.300 s (video frame 13)",
+                            "frame 3 at 3.900 s (video frame 39)"}) {
+    EXPECT_NE(result.output.find(frame), std::string::npos) << frame << "\n" << result.output;
+  }
+  // A text-only model cannot read a video; a video and a book cannot be asked about together.
+  expect_failure(run_lwm("ask " + model_arg() + " --video " + quoted(clip) + " --question Why?"),
+                 1, "text-only");
+  expect_failure(run_lwm("ask --model " + quoted(vl) + " --video " + quoted(clip) + " --book " +
+                         quoted(lwm::test::sample_text_file()) + " --question Why?"),
+                 1, "--book");
+  expect_failure(run_lwm("ask --model " + quoted(vl) + " --video " + quoted(scratch("none.mp4")) +
+                         " --question Why?"),
+                 2, "none.mp4");
 }
 
 TEST_F(CliTest, MissingBookIsBadInput) {

@@ -70,6 +70,9 @@ struct VqganConfig {
   // The "vqgan" object of <dir>/config.json (or of a config file); LWM's defaults when the file
   // has no "vqgan" object. Validated.
   static VqganConfig load(const std::filesystem::path& path);
+  // "lwm" (spec §3.2: 256², 16×16 codes of 8192) or "tiny" (32², 8×8 codes of 32, for tests and
+  // the "tiny-vision" model preset, whose vision vocabulary holds its codes and delimiters).
+  static VqganConfig preset(const std::string& name);
 };
 
 struct VqganRunOptions {

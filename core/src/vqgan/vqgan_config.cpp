@@ -235,4 +235,21 @@ VqganConfig VqganConfig::load(const fs::path& path) {
   return out;
 }
 
+VqganConfig VqganConfig::preset(const std::string& name) {
+  VqganConfig config;
+  if (name == "lwm") return config;
+  if (name == "tiny") {
+    config.resolution = 32;
+    config.hidden_channels = 32;
+    config.channel_mult = {1, 2, 2};
+    config.num_res_blocks = 1;
+    config.z_channels = 16;
+    config.num_embeddings = 32;
+    config.quantized_embed_dim = 16;
+    config.num_groups = 8;
+    return config;
+  }
+  throw Error(ErrorKind::invalid_argument, "unknown VQGAN preset '" + name + "' (known: lwm, tiny)");
+}
+
 }  // namespace lwm

@@ -37,7 +37,7 @@ struct AskOptions {
   std::string video;
   std::int64_t frames = 8;  // uniform samples (spec §3.1: LWM's chat default)
   double fps = 0.0;         // > 0: sample at this rate instead
-  bool has_book = false;  // given, even if empty
+  bool has_book = false;    // given, even if empty
   bool has_prompt = false;
   bool has_video = false;
   bool show_sources = false;
@@ -52,7 +52,7 @@ Book read_book(const std::string& path) {
 }
 
 // The prompt's book tokens: the {context} field, or the front of {question} for a template
-// without {context} (template_fields puts the text there, before the question).
+// without {context} (the session puts the text there, before the question).
 SourceMap map_book_tokens(const Book& book, const Prompt& prompt) {
   SourceMap sources;
   const std::int32_t id = sources.add_book(book.path.string(), book.outline);
@@ -125,25 +125,11 @@ const ChatTemplate& choose_template(const std::string& name) {
   return chosen;
 }
 
-// Fills the template's fields. A template without {context} (text-chat) still gets the text:
-// it goes in front of the question, so no input is silently dropped.
-std::map<std::string, std::string> template_fields(const ChatTemplate& chosen,
-                                                   const std::string& text,
-                                                   const std::string& question) {
-  const auto fields = chosen.fields();
-  const bool has_context = std::find(fields.begin(), fields.end(), "context") != fields.end();
-  for (const auto& field : fields) {
-    if (field != "context" && field != "question") {
-      throw Error(ErrorKind::invalid_argument, "template '" + chosen.name + "' needs a {" + field +
-                                                   "} field, which lwm ask cannot fill");
-    }
-  }
-  if (has_context) return {{"context", text}, {"question", question}};
-  return {{"question", text + " " + question}};
-}
+// Context kept free beyond the answer for the question and the template's words after the source.
+constexpr std::int64_t kQuestionAllowance = 256;
 
-using AnswerRunner = std::function<GenerationResult(
-    const GenerationOptions&, const TokenCallback&, const ProgressCallback&)>;
+using AnswerRunner = std::function<GenerationResult(const GenerationOptions&, const TokenCallback&,
+                                                    const ProgressCallback&)>;
 
 // Runs the generation with the command's sampling options, streaming the answer to stdout and a
 // prefill bar and the statistics to stderr; Ctrl-C stops it between chunks or tokens.
@@ -224,45 +210,35 @@ void run_ask(const AskOptions& options) {
 
   const auto model = load_model(options.model_dir);
   const Tokenizer tokenizer = load_tokenizer(options.model_dir, "to encode the prompt");
-  const ModelConfig& config = model->config();
 
-  const Prompt prompt =
-      render_prompt(chosen, tokenizer, template_fields(chosen, text, options.question), nullptr);
-  if (from_book && options.show_sources) print_sources(book, map_book_tokens(book, prompt));
-  const auto prompt_tokens = static_cast<std::int64_t>(prompt.size());
-
-  // The cache holds the prompt and the answer (spec §1.4: prompt + max new tokens), never more
-  // than the model's positions; --context sets it explicitly.
-  const std::int64_t model_limit = config.max_sequence_length;
-  if (options.context > model_limit) {
-    throw Error(ErrorKind::invalid_argument,
-                "--context " + std::to_string(options.context) +
-                    " is more than the model's maximum sequence length of " +
-                    std::to_string(model_limit) + " tokens; use a smaller --context");
+  SessionOptions session_options;
+  session_options.template_name = chosen.name;
+  session_options.context = options.context;
+  session_options.answer_reserve = options.max_tokens + kQuestionAllowance;
+  session_options.prefill_chunk = options.prefill_chunk;
+  const auto session = [&] {
+    try {
+      return Session::for_text(*model, tokenizer, text, session_options);
+    } catch (const Error& error) {
+      if (error.kind() != ErrorKind::out_of_memory) throw;
+      throw Error(error.kind(), std::string(error.what()) + "; in lwm ask: use a shorter " +
+                                    (from_book ? "book" : "prompt") + " or a larger --context");
+    }
+  }();
+  if (from_book && options.show_sources) {
+    print_sources(book, map_book_tokens(book, session->prompt_for(options.question)));
   }
-  const std::int64_t capacity = options.context > 0
-                                    ? options.context
-                                    : std::min(prompt_tokens + options.max_tokens, model_limit);
-  if (prompt_tokens >= capacity) {
-    const std::string what = from_book ? "book" : "prompt";
-    throw Error(
-        ErrorKind::out_of_memory,
-        "the prompt is " + format_count(prompt_tokens) + " tokens but the context holds " +
-            format_count(capacity) + " (the model's maximum is " + format_count(model_limit) +
-            "); use a shorter " + what +
-            (capacity < model_limit ? " or a larger --context" : " or a longer-context model"));
-  }
-  KVCache cache(config, capacity);
 
   // Installed before the first line on stderr, so whoever sees that line can already cancel.
   InterruptGuard interrupt;
-  std::fprintf(stderr, "lwm: %s prompt tokens, context %s tokens, KV cache %s\n",
-               format_count(prompt_tokens).c_str(), format_count(capacity).c_str(),
-               format_bytes(cache.bytes()).c_str());
-
+  std::fprintf(stderr,
+               "lwm: %s prompt tokens before the question, context %s tokens, KV cache %s\n",
+               format_count(session->plan().source_tokens).c_str(),
+               format_count(session->plan().context).c_str(),
+               format_bytes(session->plan().kv_cache_bytes).c_str());
   stream_answer(options, [&](const GenerationOptions& generation, const TokenCallback& on_token,
                              const ProgressCallback& on_prefill) {
-    return generate(*model, tokenizer, cache, prompt, generation, on_token, on_prefill);
+    return session->ask(options.question, generation, on_token, on_prefill).generation;
   });
 }
 
@@ -301,7 +277,7 @@ void run_video_ask(const AskOptions& options) {
   SessionOptions session_options;
   session_options.template_name = options.template_name;
   session_options.context = options.context;
-  session_options.answer_reserve = options.max_tokens + 256;  // the question and the answer
+  session_options.answer_reserve = options.max_tokens + kQuestionAllowance;
   session_options.prefill_chunk = options.prefill_chunk;
   const auto session = Session::for_video(*model, tokenizer, video.codes, session_options);
   std::fprintf(stderr, "lwm: %s frames, %s video tokens, context %s tokens, KV cache %s\n",
@@ -315,8 +291,8 @@ void run_video_ask(const AskOptions& options) {
     for (std::size_t f = 0; f < video.frames.size(); ++f) {
       const TokenRange range = session->source_prompt().frames()[f];
       std::fprintf(stderr, "lwm: frame %zu at %.3f s (video frame %lld): tokens %s-%s\n", f,
-                  video.frames[f].seconds, static_cast<long long>(video.frames[f].frame),
-                  format_count(range.begin).c_str(), format_count(range.end - 1).c_str());
+                   video.frames[f].seconds, static_cast<long long>(video.frames[f].frame),
+                   format_count(range.begin).c_str(), format_count(range.end - 1).c_str());
     }
   }
   stream_answer(options, [&](const GenerationOptions& generation, const TokenCallback& on_token,

@@ -60,6 +60,8 @@ class Session {
   const Prompt& source_prompt() const noexcept { return source_; }
   const ChatTemplate& chat_template() const noexcept { return *template_; }
   std::int64_t cached_tokens() const noexcept { return cache_.size(); }
+  // The whole prompt a question makes (its fields located, for source maps).
+  Prompt prompt_for(std::string_view question) const { return render(question); }
 
   // Prefills the question-independent part of the prompt. Optional: ask() does it when needed.
   // Cancelling leaves the session as it was.

@@ -63,4 +63,27 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
   writer.commit();
 }
 
+StagingDirectory::StagingDirectory(const std::filesystem::path& target) {
+  // Appended piece by piece: GCC 12 reports a false -Wrestrict for chained string additions.
+  std::string name = ".";
+  name += target.filename().string();
+  name += ".partial-";
+  name += std::to_string(::getpid());
+  path_ = target.parent_path() / name;
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+StagingDirectory::~StagingDirectory() {
+  if (!committed_) {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+}
+
+void StagingDirectory::commit(const std::filesystem::path& target) {
+  std::filesystem::rename(path_, target);
+  committed_ = true;
+}
+
 }  // namespace lwm

@@ -32,4 +32,23 @@ class AtomicFileWriter {
 // Whole-file convenience wrapper.
 void write_file_atomically(const std::filesystem::path& path, std::string_view contents);
 
+// A directory built under a hidden sibling name ".<target>.partial-<pid>" and renamed onto the
+// target by commit(); removed with its contents otherwise, so a failed or cancelled build leaves
+// nothing under the target's name.
+class StagingDirectory {
+ public:
+  explicit StagingDirectory(const std::filesystem::path& target);
+  ~StagingDirectory();
+  StagingDirectory(const StagingDirectory&) = delete;
+  StagingDirectory& operator=(const StagingDirectory&) = delete;
+
+  const std::filesystem::path& path() const noexcept { return path_; }
+  // rename(2) replaces an empty directory at the target, so an existing empty one is fine.
+  void commit(const std::filesystem::path& target);
+
+ private:
+  std::filesystem::path path_;
+  bool committed_ = false;
+};
+
 }  // namespace lwm

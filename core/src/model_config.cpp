@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "lwm/error.h"
+#include "config_file.h"
 
 namespace lwm {
 namespace {
@@ -356,15 +357,7 @@ json ModelConfig::to_json() const {
 }
 
 ModelConfig ModelConfig::load(const fs::path& path) {
-  const fs::path file = fs::is_directory(path) ? path / "config.json" : path;
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(ErrorKind::io, "cannot open model config '" + file.string() + "'");
-  json config;
-  try {
-    config = json::parse(in);
-  } catch (const json::parse_error& error) {
-    fail(ErrorKind::config, file.string(), std::string("is not valid JSON (") + error.what() + ")");
-  }
+  const auto [file, config] = read_config_file(path);
   ModelConfig out = from_json(config, file.string());
   out.validate(file.string());
   return out;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "atomic_file.h"
+#include "config_file.h"
 #include "lwm/error.h"
 #include "safetensors_format.h"
 #include "vqgan/vqgan_network.h"
@@ -182,69 +183,6 @@ void check_destination(const fs::path& dir) {
   }
 }
 
-// A hidden sibling of the target, so the final rename stays within one file system.
-fs::path staging_path(const fs::path& target) {
-  // Appended piece by piece: GCC 12 reports a false -Wrestrict for chained string additions.
-  std::string name = ".";
-  name += target.filename().string();
-  name += ".partial-";
-  name += std::to_string(::getpid());
-  return target.parent_path() / name;
-}
-
-// The directory being built; removed with its contents unless it was renamed into place.
-class StagingDirectory {
- public:
-  explicit StagingDirectory(const fs::path& target) : path_(staging_path(target)) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~StagingDirectory() {
-    if (!committed_) {
-      std::error_code ignored;
-      fs::remove_all(path_, ignored);
-    }
-  }
-  StagingDirectory(const StagingDirectory&) = delete;
-  StagingDirectory& operator=(const StagingDirectory&) = delete;
-
-  const fs::path& path() const noexcept { return path_; }
-  // rename(2) replaces an empty directory at the target, so an existing empty `dir` is fine.
-  void commit(const fs::path& target) {
-    fs::rename(path_, target);
-    committed_ = true;
-  }
-
- private:
-  fs::path path_;
-  bool committed_ = false;
-};
-
-class ProgressReporter {
- public:
-  ProgressReporter(const ProgressCallback& callback, std::int64_t total, const fs::path& dir)
-      : callback_(callback), total_(total), dir_(dir), start_(std::chrono::steady_clock::now()) {}
-
-  // Throws Error(cancelled) when the callback asks to stop.
-  void report(std::int64_t done) const {
-    if (!callback_) return;
-    Progress progress;
-    progress.done = done;
-    progress.total = total_;
-    progress.elapsed_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    if (!callback_(progress)) {
-      throw Error(ErrorKind::cancelled, "making the model '" + dir_.string() + "' was cancelled");
-    }
-  }
-
- private:
-  const ProgressCallback& callback_;
-  std::int64_t total_;
-  fs::path dir_;
-  std::chrono::steady_clock::time_point start_;
-};
-
 // Streams one tensor's values in chunks, so even LWM-7B's lm_head never sits in memory whole.
 void write_tensor_values(AtomicFileWriter& writer, const TensorPlan& plan, std::size_t tensor_index,
                          const ModelMakerOptions& options) {
@@ -315,7 +253,8 @@ void build_model(const fs::path& target, const ModelMakerOptions& options,
                  const ProgressCallback& progress) {
   const std::vector<TensorPlan> plans = plan_tensors(options.config);
   const auto shards = plan_shards(plans, options.dtype, options.max_shard_bytes);
-  const ProgressReporter reporter(progress, static_cast<std::int64_t>(plans.size()), target);
+  const ProgressReporter reporter(progress, static_cast<std::int64_t>(plans.size()),
+                                  "making the model '" + target.string() + "'", "tensors");
   reporter.report(0);
 
   fs::create_directories(target.parent_path());
@@ -395,13 +334,7 @@ void merge_vqgan_config(const fs::path& dir, const VqganConfig& config) {
   const fs::path file = dir / "config.json";
   nlohmann::json json = nlohmann::json::object();
   if (fs::exists(file)) {
-    std::ifstream in(file, std::ios::binary);
-    try {
-      json = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error& error) {
-      throw Error(ErrorKind::config, "cannot add the VQGAN config to '" + file.string() +
-                                         "': it is not valid JSON (" + error.what() + ")");
-    }
+    json = read_config_file(file).json;
     if (!json.is_object()) {
       throw Error(ErrorKind::config,
                   "cannot add the VQGAN config to '" + file.string() + "': not a JSON object");
@@ -434,7 +367,8 @@ void make_random_vqgan(const fs::path& dir, const VqganMakerOptions& options,
                   "VQGAN maker: '" + weights.string() + "' already exists");
     }
     const auto count = static_cast<std::int64_t>(vqgan::parameter_plan(options.config).size());
-    const ProgressReporter reporter(progress, count, target);
+    const ProgressReporter reporter(progress, count, "making the VQGAN in '" + target.string() + "'",
+                                    "tensors");
     reporter.report(0);
     fs::create_directories(target);
     // Weights first: a config.json naming a VQGAN whose weights never arrived would mislead.

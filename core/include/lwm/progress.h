@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <functional>
+#include <string>
 
 namespace lwm {
 
@@ -19,5 +21,22 @@ struct Progress {
 
 // Returns true to go on, false to cancel.
 using ProgressCallback = std::function<bool(const Progress&)>;
+
+// Calls a callback with the time elapsed since construction, and throws Error(cancelled)
+// ("<what> was cancelled after <done> of <total> <unit>") when it returns false. Without a
+// callback it does nothing.
+class ProgressReporter {
+ public:
+  ProgressReporter(ProgressCallback callback, std::int64_t total, std::string what,
+                   std::string unit = {});
+  void report(std::int64_t done) const;
+
+ private:
+  ProgressCallback callback_;
+  std::int64_t total_;
+  std::string what_;
+  std::string unit_;
+  std::chrono::steady_clock::time_point start_;
+};
 
 }  // namespace lwm

@@ -87,64 +87,16 @@ std::string dotted_name(const std::vector<std::string>& key, const std::string& 
 class ByteProgress {
  public:
   ByteProgress(const ProgressCallback& callback, std::int64_t total, const fs::path& target)
-      : callback_(callback),
-        total_(total),
-        target_(target),
-        start_(std::chrono::steady_clock::now()) {}
+      : reporter_(callback, total, "converting into " + named(target), "bytes") {}
   void add(std::int64_t bytes) {
     done_ += bytes;
     report();
   }
-  void report() const {
-    if (!callback_) return;
-    Progress progress;
-    progress.done = done_;
-    progress.total = total_;
-    progress.elapsed_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    if (!callback_(progress)) {
-      throw Error(ErrorKind::cancelled, "converting into " + named(target_) + " was cancelled");
-    }
-  }
+  void report() const { reporter_.report(done_); }
 
  private:
-  const ProgressCallback& callback_;
-  std::int64_t total_;
+  ProgressReporter reporter_;
   std::int64_t done_ = 0;
-  fs::path target_;
-  std::chrono::steady_clock::time_point start_;
-};
-
-// The directory is built under a hidden sibling name and renamed into place at the end, so the
-// destination is either absent or complete; the staging directory is removed on any failure.
-class StagingDirectory {
- public:
-  explicit StagingDirectory(const fs::path& target) {
-    std::string name = ".";
-    name += target.filename().string();
-    name += ".converting-";
-    name += std::to_string(::getpid());
-    path_ = target.parent_path() / name;
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~StagingDirectory() {
-    if (!committed_) {
-      std::error_code ignored;
-      fs::remove_all(path_, ignored);
-    }
-  }
-  StagingDirectory(const StagingDirectory&) = delete;
-  StagingDirectory& operator=(const StagingDirectory&) = delete;
-  const fs::path& path() const noexcept { return path_; }
-  void commit(const fs::path& target) {
-    fs::rename(path_, target);  // replaces an empty directory
-    committed_ = true;
-  }
-
- private:
-  fs::path path_;
-  bool committed_ = false;
 };
 
 // Drops the pages of a consumed source range from a private read-only file mapping, so a 13 GB

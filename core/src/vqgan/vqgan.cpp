@@ -79,33 +79,18 @@ class CpuBackend {
 class Checkpoints {
  public:
   Checkpoints(const ProgressCallback& callback, std::int64_t total, const char* what)
-      : callback_(callback), total_(total), what_(what), start_(std::chrono::steady_clock::now()) {}
+      : reporter_(callback, total, std::string("VQGAN ") + what, "frames") {}
 
   void report(std::int64_t done) {
     done_ = done;
     check();
   }
   // Throws Error(cancelled) when the callback asks to stop.
-  void check() const {
-    if (!callback_) return;
-    Progress progress;
-    progress.done = done_;
-    progress.total = total_;
-    progress.elapsed_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    if (!callback_(progress)) {
-      throw Error(ErrorKind::cancelled, std::string("VQGAN ") + what_ + " was cancelled after " +
-                                            std::to_string(done_) + " of " +
-                                            std::to_string(total_) + " frames");
-    }
-  }
+  void check() const { reporter_.report(done_); }
 
  private:
-  const ProgressCallback& callback_;
-  std::int64_t total_;
-  const char* what_;
+  ProgressReporter reporter_;
   std::int64_t done_ = 0;
-  std::chrono::steady_clock::time_point start_;
 };
 
 template <typename Backend>

@@ -5,6 +5,7 @@
 
 #include "lwm/error.h"
 #include "lwm/vqgan.h"
+#include "config_file.h"
 #include "vqgan/vqgan_network.h"
 
 namespace lwm {
@@ -219,15 +220,7 @@ json VqganConfig::to_json() const {
 }
 
 VqganConfig VqganConfig::load(const fs::path& path) {
-  const fs::path file = fs::is_directory(path) ? path / "config.json" : path;
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(ErrorKind::io, "cannot open model config '" + file.string() + "'");
-  json config;
-  try {
-    config = json::parse(in);
-  } catch (const json::parse_error& error) {
-    fail(ErrorKind::config, file.string(), std::string("is not valid JSON (") + error.what() + ")");
-  }
+  const auto [file, config] = read_config_file(path);
   if (!config.is_object()) fail(ErrorKind::config, file.string(), "is not a JSON object");
   const std::string source = file.string() + "' field 'vqgan";
   VqganConfig out = config.contains("vqgan") ? from_json(config["vqgan"], source) : VqganConfig{};

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "lwm/error.h"
 #include "lwm/generation.h"
 #include "lwm/kv_cache.h"
@@ -25,7 +26,10 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using lwm::bench::Clock;
+using lwm::bench::cpu_name;
+using lwm::bench::seconds_since;
+using lwm::bench::today;
 
 struct Row {
   std::int64_t context = 0;
@@ -35,29 +39,6 @@ struct Row {
   double prefill_rate() const { return static_cast<double>(context) / prefill_seconds; }
   double decode_rate() const { return static_cast<double>(decode_tokens) / decode_seconds; }
 };
-
-std::string cpu_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
-    }
-  }
-  return "unknown CPU";
-}
-
-std::string today() {
-  const std::time_t now = std::time(nullptr);
-  char buffer[16];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%d", std::localtime(&now));
-  return buffer;
-}
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 std::int32_t argmax(const std::vector<float>& logits) {
   return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <string>
 
+#include "bench_support.h"
 #include "lwm/error.h"
 #include "lwm/video.h"
 
@@ -16,11 +17,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+using lwm::bench::Clock;
+using lwm::bench::cpu_name;
+using lwm::bench::seconds_since;
+using lwm::bench::today;
 
 void run(const std::string& command) {
   std::printf("$ %s\n", command.c_str());

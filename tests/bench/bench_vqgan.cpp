@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "lwm/error.h"
 #include "lwm/model_maker.h"
 #include "lwm/vqgan.h"
@@ -22,30 +23,10 @@
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-
-std::string cpu_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const auto colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
-    }
-  }
-  return "unknown CPU";
-}
-
-std::string today() {
-  const std::time_t now = std::time(nullptr);
-  char buffer[16];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%d", std::localtime(&now));
-  return buffer;
-}
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+using lwm::bench::Clock;
+using lwm::bench::cpu_name;
+using lwm::bench::seconds_since;
+using lwm::bench::today;
 
 // Reuses <dir> when it already holds this config's weights; otherwise writes them.
 void ensure_model(const fs::path& dir, const lwm::VqganConfig& config) {

@@ -13,6 +13,7 @@
 #include <new>
 #include <string>
 
+#include "exit_codes.h"
 #include "lwm/error.h"
 #include "lwm/train/trainer.h"
 
@@ -29,24 +30,6 @@ int report(int code, const std::string& message) {
   std::fflush(stdout);
   std::fprintf(stderr, "lwm-train: error: %s\n", message.c_str());
   return code;
-}
-
-int exit_code_for(lwm::ErrorKind kind) {
-  switch (kind) {
-    case lwm::ErrorKind::invalid_argument:
-    case lwm::ErrorKind::io:
-    case lwm::ErrorKind::file_format:
-    case lwm::ErrorKind::config:
-    case lwm::ErrorKind::unsupported:
-      return 2;
-    case lwm::ErrorKind::out_of_memory:
-      return 3;
-    case lwm::ErrorKind::cancelled:
-      return 4;
-    case lwm::ErrorKind::communication:
-      return 5;
-  }
-  return 5;
 }
 
 }  // namespace
@@ -74,7 +57,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::Success& success) {
     return app.exit(success);
   } catch (const CLI::ParseError& error) {
-    return report(1, std::string(error.what()) + "; run 'lwm-train run --help' to see the options");
+    return report(lwm::cli::kExitUsage,
+                  std::string(error.what()) + "; run 'lwm-train run --help' to see the options");
   }
 
   struct sigaction action {};
@@ -94,14 +78,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lwm-train: %lld of %lld steps done; models in %s\n",
                  static_cast<long long>(last.global_step), static_cast<long long>(last.total_steps),
                  out.string().c_str());
-    return 0;
+    return lwm::cli::kExitOk;
   } catch (const lwm::Error& error) {
-    return report(exit_code_for(error.kind()), error.what());
+    return report(lwm::cli::exit_code_for(error.kind()), error.what());
   } catch (const std::filesystem::filesystem_error& error) {
-    return report(2, std::string(error.what()) + "; check the path and its permissions");
+    return report(lwm::cli::kExitBadInput,
+                  std::string(error.what()) + "; check the path and its permissions");
   } catch (const std::bad_alloc&) {
-    return report(3, "ran out of memory; use a smaller context_length or micro_batch_tokens");
+    return report(lwm::cli::kExitTooLarge,
+                  "ran out of memory; use a smaller context_length or micro_batch_tokens");
   } catch (const std::exception& error) {
-    return report(5, std::string("internal error: ") + error.what());
+    return report(lwm::cli::kExitInternal, std::string("internal error: ") + error.what());
   }
 }

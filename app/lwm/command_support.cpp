@@ -5,25 +5,6 @@
 
 namespace lwm::cli {
 
-int exit_code_for(ErrorKind kind) noexcept {
-  switch (kind) {
-    case ErrorKind::invalid_argument:
-      return kExitUsage;
-    case ErrorKind::io:
-    case ErrorKind::file_format:
-    case ErrorKind::config:
-    case ErrorKind::unsupported:
-      return kExitBadInput;
-    case ErrorKind::out_of_memory:
-      return kExitTooLarge;
-    case ErrorKind::cancelled:
-      return kExitCancelled;
-    case ErrorKind::communication:  // a device or rank failed under us: not the user's input
-      return kExitInternal;
-  }
-  return kExitInternal;
-}
-
 const std::string& exit_codes_help() {
   static const std::string text =
       "Exit codes:\n"

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "exit_codes.h"
 #include "lwm/error.h"
 #include "lwm/model.h"
 #include "lwm/tokenizer.h"
@@ -26,16 +27,6 @@ Command add_score_command(CLI::App& parent);
 Command add_make_model_command(CLI::App& parent);
 Command add_convert_command(CLI::App& parent);
 
-// Exit codes, documented in `lwm --help`.
-enum ExitCode : int {
-  kExitOk = 0,
-  kExitUsage = 1,
-  kExitBadInput = 2,
-  kExitTooLarge = 3,
-  kExitCancelled = 4,
-  kExitInternal = 5,
-};
-int exit_code_for(ErrorKind kind) noexcept;
 // The "Exit codes:" paragraph shown at the end of every --help.
 const std::string& exit_codes_help();
 

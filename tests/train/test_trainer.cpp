@@ -183,7 +183,7 @@ TEST(Trainer, CommandLineRunsStopsAndResumesTheTinyRecipe) {
   EXPECT_NE(first.output.find("step 3/"), std::string::npos) << first.output;
   EXPECT_NE(first.output.find("stage ctx64 loss "), std::string::npos) << first.output;
   const test::CommandResult again = test::run_command(base);
-  EXPECT_EQ(again.exit_code, 2) << again.output;
+  EXPECT_EQ(again.exit_code, 1) << again.output;  // as lwm make-model into a used directory
   EXPECT_NE(again.output.find("--resume"), std::string::npos) << again.output;
   const test::CommandResult resumed = test::run_command(base + " --resume --stop-after 2");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;

@@ -1,0 +1,27 @@
+// Helpers for the Qt Test suites of lwm::gui: the run's seed and random chats.
+#pragma once
+
+#include <QString>
+#include <random>
+
+#include "lwm/gui/chat_record.h"
+
+namespace lwm::gui::test {
+
+// Differs per run (fresh random data every run) unless LWM_TEST_SEED is set, like the GoogleTest
+// suites (tests/support). Call log_seed() in initTestCase so a failing run can be replayed.
+quint64 test_seed();
+void log_seed(const char* suite);
+
+// Text of up to `max_length` code points drawn from ASCII, Latin-1, Greek, Cyrillic, Hebrew,
+// Arabic, CJK, combining marks, emoji outside the BMP, quotes, backslashes, tabs and newlines.
+QString random_text(std::mt19937_64& rng, int max_length);
+
+// A chat with random fields and `messages` alternating questions and answers.
+ChatRecord random_chat(std::mt19937_64& rng, int messages);
+
+// Empty when equal; otherwise the first field that differs, e.g. "messages[3].stats.prompt_tokens:
+// 12 != 13".
+QString first_difference(const ChatRecord& a, const ChatRecord& b);
+
+}  // namespace lwm::gui::test

@@ -42,7 +42,7 @@ packages=(
   libgtest-dev
   libgmock-dev
   python3-venv        # the test environment below
-  qt6-base-dev        # the desktop application (the build skips it when Qt is absent)
+  qt6-base-dev        # the desktop application and its Qt Test suites (the build skips them without Qt)
   libavformat-dev     # video reader (core/src/media): containers, seeking
   libavcodec-dev      # video reader: decoders
   libavutil-dev       # video reader: display matrix, frames

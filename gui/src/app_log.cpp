@@ -12,11 +12,16 @@ namespace {
 
 const char* level_name(QtMsgType type) {
   switch (type) {
-    case QtDebugMsg: return "debug";
-    case QtInfoMsg: return "info";
-    case QtWarningMsg: return "warning";
-    case QtCriticalMsg: return "critical";
-    case QtFatalMsg: return "fatal";
+    case QtDebugMsg:
+      return "debug";
+    case QtInfoMsg:
+      return "info";
+    case QtWarningMsg:
+      return "warning";
+    case QtCriticalMsg:
+      return "critical";
+    case QtFatalMsg:
+      return "fatal";
   }
   return "unknown";
 }
@@ -84,7 +89,8 @@ QString format_log_line(QtMsgType type, const QMessageLogContext& context, const
   // Continuation lines are indented so every record starts with its timestamp.
   line += QLatin1Char(' ') + QString(message).replace(QLatin1Char('\n'), QStringLiteral("\n    "));
   if (context.file && context.line > 0) {
-    line += QStringLiteral(" (%1:%2)").arg(QFileInfo(QString::fromUtf8(context.file)).fileName())
+    line += QStringLiteral(" (%1:%2)")
+                .arg(QFileInfo(QString::fromUtf8(context.file)).fileName())
                 .arg(context.line);
   }
   return line;
@@ -99,8 +105,9 @@ bool install_log_handler(const QString& path, QString* error, qint64 max_bytes, 
   auto log = std::make_unique<RotatingLogFile>(path, max_bytes, keep);
   if (!log->is_open()) {
     if (error) {
-      *error = QStringLiteral("Could not open the log file %1: %2. Messages go to the terminal "
-                              "only.")
+      *error = QStringLiteral(
+                   "Could not open the log file %1: %2. Messages go to the terminal "
+                   "only.")
                    .arg(QDir::toNativeSeparators(path), log->error_string());
     }
     return false;

@@ -38,9 +38,12 @@ QString clean_absolute(const QString& path) {
 
 QString to_string(Theme theme) {
   switch (theme) {
-    case Theme::light: return QStringLiteral("light");
-    case Theme::dark: return QStringLiteral("dark");
-    case Theme::system: break;
+    case Theme::light:
+      return QStringLiteral("light");
+    case Theme::dark:
+      return QStringLiteral("dark");
+    case Theme::system:
+      break;
   }
   return QStringLiteral("system");
 }
@@ -67,7 +70,8 @@ SamplingSettings AppSettings::sampling() const {
 }
 
 void AppSettings::set_sampling(const SamplingSettings& sampling) {
-  settings_->setValue("sampling/temperature", std::clamp(sampling.temperature, 0.0, kMaxTemperature));
+  settings_->setValue("sampling/temperature",
+                      std::clamp(sampling.temperature, 0.0, kMaxTemperature));
   settings_->setValue("sampling/top_k", std::clamp(sampling.top_k, 0, kMaxTopK));
   settings_->setValue("sampling/top_p", std::clamp(sampling.top_p, 1e-6, 1.0));
   settings_->setValue("sampling/max_tokens", std::clamp(sampling.max_tokens, 1, kMaxTokens));
@@ -101,7 +105,9 @@ Theme AppSettings::theme() const {
   return Theme::system;
 }
 
-void AppSettings::set_theme(Theme theme) { settings_->setValue("appearance/theme", to_string(theme)); }
+void AppSettings::set_theme(Theme theme) {
+  settings_->setValue("appearance/theme", to_string(theme));
+}
 
 int AppSettings::font_size() const {
   return read_int(*settings_, "appearance/font_size", 0, kMinFontSize, kMaxFontSize);
@@ -139,7 +145,9 @@ void AppSettings::remove_recent_file(const QString& path) {
   if (files.removeAll(clean_absolute(path)) > 0) write_recent_files(files);
 }
 
-void AppSettings::clear_recent_files() { settings_->remove("files/recent"); }
+void AppSettings::clear_recent_files() {
+  settings_->remove("files/recent");
+}
 
 void AppSettings::write_recent_files(const QStringList& files) {
   settings_->setValue("files/recent", files);
@@ -154,6 +162,8 @@ void AppSettings::set_last_model_directory(const QString& directory) {
                       directory.isEmpty() ? QString() : clean_absolute(directory));
 }
 
-void AppSettings::sync() { settings_->sync(); }
+void AppSettings::sync() {
+  settings_->sync();
+}
 
 }  // namespace lwm::gui

@@ -37,7 +37,9 @@ void sync_directory(const QString& directory) {
 
 }  // namespace
 
-void set_crash_point_for_tests(void (*crash_point)()) { g_crash_point = crash_point; }
+void set_crash_point_for_tests(void (*crash_point)()) {
+  g_crash_point = crash_point;
+}
 
 bool save_file_atomically(const QString& path, const QByteArray& bytes, QString* error) {
   const QFileInfo info(path);

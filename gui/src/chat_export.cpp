@@ -27,17 +27,22 @@ QString code_span(const QString& text) {
 // turning into a heading or a list of the export's own structure.
 QString block_quote(const QString& text) {
   QStringList lines = text.split(QLatin1Char('\n'));
-  for (QString& line : lines) line = line.isEmpty() ? QStringLiteral(">") : QStringLiteral("> ") + line;
+  for (QString& line : lines)
+    line = line.isEmpty() ? QStringLiteral(">") : QStringLiteral("> ") + line;
   return lines.join(QLatin1Char('\n'));
 }
 
 QString describe_end(AnswerEnd end) {
   switch (end) {
-    case AnswerEnd::length: return QStringLiteral("cut at the token limit");
-    case AnswerEnd::stopped: return QStringLiteral("stopped by the user");
-    case AnswerEnd::failed: return QStringLiteral("failed");
+    case AnswerEnd::length:
+      return QStringLiteral("cut at the token limit");
+    case AnswerEnd::stopped:
+      return QStringLiteral("stopped by the user");
+    case AnswerEnd::failed:
+      return QStringLiteral("failed");
     case AnswerEnd::finished:
-    case AnswerEnd::none: break;
+    case AnswerEnd::none:
+      break;
   }
   return {};
 }
@@ -63,14 +68,16 @@ QString stats_line(const ChatMessage& answer) {
   }
   const QString end = describe_end(answer.end);
   if (!end.isEmpty()) parts << end;
-  return parts.isEmpty() ? QString() : QStringLiteral("*") + parts.join(QStringLiteral(" · ")) +
-                                           QStringLiteral("*");
+  return parts.isEmpty()
+             ? QString()
+             : QStringLiteral("*") + parts.join(QStringLiteral(" · ")) + QStringLiteral("*");
 }
 
 QString describe_source(const ChatRecord& record) {
   if (record.source_kind == SourceKind::none) return QStringLiteral("none");
   QString text = to_string(record.source_kind) + QLatin1Char(' ') + code_span(record.source_path);
-  if (!record.source_sha256.isEmpty()) text += QStringLiteral(" (SHA-256 %1)").arg(record.source_sha256);
+  if (!record.source_sha256.isEmpty())
+    text += QStringLiteral(" (SHA-256 %1)").arg(record.source_sha256);
   return text;
 }
 
@@ -89,8 +96,8 @@ QString describe_choices(const IngestChoices& choices) {
 
 QString chat_to_markdown(const ChatRecord& record) {
   QStringList out;
-  out << QStringLiteral("# ") + (record.title.isEmpty() ? QStringLiteral("Untitled chat")
-                                                        : record.title.simplified())
+  out << QStringLiteral("# ") +
+             (record.title.isEmpty() ? QStringLiteral("Untitled chat") : record.title.simplified())
       << QString();
   out << QStringLiteral("- Source: ") + describe_source(record);
   if (!record.model_dir.isEmpty()) out << QStringLiteral("- Model: ") + code_span(record.model_dir);
@@ -117,7 +124,9 @@ QString chat_to_markdown(const ChatRecord& record) {
   return out.join(QLatin1Char('\n'));
 }
 
-QByteArray chat_to_json(const ChatRecord& record) { return chat_to_json_bytes(record); }
+QByteArray chat_to_json(const ChatRecord& record) {
+  return chat_to_json_bytes(record);
+}
 
 bool export_markdown(const ChatRecord& record, const QString& path, QString* error) {
   return save_file_atomically(path, chat_to_markdown(record).toUtf8(), error);

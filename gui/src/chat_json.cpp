@@ -11,13 +11,14 @@ namespace lwm::gui {
 namespace {
 
 // Frozen spellings; the index in each table is not part of the format.
-constexpr std::array<std::pair<SourceKind, const char*>, 3> kSourceKinds{{
-    {SourceKind::none, "none"}, {SourceKind::book, "book"}, {SourceKind::video, "video"}}};
-constexpr std::array<std::pair<AnswerEnd, const char*>, 5> kAnswerEnds{{{AnswerEnd::none, "none"},
-                                                                        {AnswerEnd::finished, "finished"},
-                                                                        {AnswerEnd::length, "length"},
-                                                                        {AnswerEnd::stopped, "stopped"},
-                                                                        {AnswerEnd::failed, "failed"}}};
+constexpr std::array<std::pair<SourceKind, const char*>, 3> kSourceKinds{
+    {{SourceKind::none, "none"}, {SourceKind::book, "book"}, {SourceKind::video, "video"}}};
+constexpr std::array<std::pair<AnswerEnd, const char*>, 5> kAnswerEnds{
+    {{AnswerEnd::none, "none"},
+     {AnswerEnd::finished, "finished"},
+     {AnswerEnd::length, "length"},
+     {AnswerEnd::stopped, "stopped"},
+     {AnswerEnd::failed, "failed"}}};
 constexpr std::array<std::pair<ChatMessage::Role, const char*>, 2> kRoles{
     {{ChatMessage::Role::user, "user"}, {ChatMessage::Role::assistant, "assistant"}}};
 
@@ -83,8 +84,12 @@ QJsonObject message_to_json(const ChatMessage& message) {
 
 }  // namespace
 
-QString to_string(SourceKind kind) { return name_of(kSourceKinds, kind); }
-QString to_string(AnswerEnd end) { return name_of(kAnswerEnds, end); }
+QString to_string(SourceKind kind) {
+  return name_of(kSourceKinds, kind);
+}
+QString to_string(AnswerEnd end) {
+  return name_of(kAnswerEnds, end);
+}
 
 bool is_valid_chat_id(const QString& id) {
   static const QRegularExpression pattern(QStringLiteral("^[A-Za-z0-9_-]{1,128}$"));

@@ -20,12 +20,15 @@ constexpr char kStateFileName[] = "app-state.json";
 constexpr char kStateFormatName[] = "lwm-studio-state";
 constexpr int kStateFormatVersion = 1;
 
-QString native(const QString& path) { return QDir::toNativeSeparators(path); }
+QString native(const QString& path) {
+  return QDir::toNativeSeparators(path);
+}
 
 bool read_whole_file(const QString& path, QByteArray* bytes, QString* error) {
   QFile file(path);
   if (!file.open(QIODevice::ReadOnly)) {
-    return fail(error, QStringLiteral("Could not read %1: %2.").arg(native(path), file.errorString()));
+    return fail(error,
+                QStringLiteral("Could not read %1: %2.").arg(native(path), file.errorString()));
   }
   *bytes = file.readAll();
   return true;
@@ -43,7 +46,9 @@ QString ChatStore::default_directory() {
          QStringLiteral("/chats");
 }
 
-QString ChatStore::new_id() { return QUuid::createUuid().toString(QUuid::WithoutBraces); }
+QString ChatStore::new_id() {
+  return QUuid::createUuid().toString(QUuid::WithoutBraces);
+}
 
 ChatStore::ChatStore(QString directory) : directory_(std::move(directory)) {}
 
@@ -91,8 +96,8 @@ ChatStore::LoadResult ChatStore::load_all() {
   LoadResult result;
   remove_leftover_temp_files();
   const QDir directory(directory_);
-  const QStringList names = directory.entryList(
-      {QStringLiteral("*") + QLatin1String(kChatSuffix)}, QDir::Files, QDir::Name);
+  const QStringList names = directory.entryList({QStringLiteral("*") + QLatin1String(kChatSuffix)},
+                                                QDir::Files, QDir::Name);
   for (const QString& name : names) {
     const QString path = directory.filePath(name);
     const QString id = name.chopped(int(qstrlen(kChatSuffix)));
@@ -143,14 +148,13 @@ bool ChatStore::rename(const QString& id, const QString& title, QString* error) 
 }
 
 bool ChatStore::save_state(const AppState& state, QString* error) {
-  const QJsonObject root{
-      {"format", QString::fromLatin1(kStateFormatName)},
-      {"version", kStateFormatVersion},
-      {"open_chat_id", state.open_chat_id},
-      {"open_file", state.open_file},
-      {"window_geometry", QString::fromLatin1(state.window_geometry.toBase64())},
-      {"window_state", QString::fromLatin1(state.window_state.toBase64())},
-      {"running", state.running}};
+  const QJsonObject root{{"format", QString::fromLatin1(kStateFormatName)},
+                         {"version", kStateFormatVersion},
+                         {"open_chat_id", state.open_chat_id},
+                         {"open_file", state.open_file},
+                         {"window_geometry", QString::fromLatin1(state.window_geometry.toBase64())},
+                         {"window_state", QString::fromLatin1(state.window_state.toBase64())},
+                         {"running", state.running}};
   return save_file_atomically(state_path(), QJsonDocument(root).toJson(QJsonDocument::Indented),
                               error);
 }

@@ -24,8 +24,9 @@ QString last_question(const ChatRecord& record) {
 bool record_contains(const ChatRecord& record, const QString& word) {
   if (record.title.contains(word, Qt::CaseInsensitive)) return true;
   if (QFileInfo(record.source_path).fileName().contains(word, Qt::CaseInsensitive)) return true;
-  return std::any_of(record.messages.cbegin(), record.messages.cend(),
-                     [&word](const ChatMessage& m) { return m.text.contains(word, Qt::CaseInsensitive); });
+  return std::any_of(
+      record.messages.cbegin(), record.messages.cend(),
+      [&word](const ChatMessage& m) { return m.text.contains(word, Qt::CaseInsensitive); });
 }
 
 }  // namespace
@@ -145,8 +146,8 @@ int SessionListModel::rowCount(const QModelIndex& parent) const {
 }
 
 QVariant SessionListModel::data(const QModelIndex& index, int role) const {
-  const ChatRecord* chat = index.isValid() && !index.parent().isValid() ? record_at(index.row())
-                                                                         : nullptr;
+  const ChatRecord* chat =
+      index.isValid() && !index.parent().isValid() ? record_at(index.row()) : nullptr;
   if (!chat) return {};
   switch (role) {
     case Qt::DisplayRole:

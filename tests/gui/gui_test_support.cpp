@@ -9,22 +9,24 @@ namespace lwm::gui::test {
 
 quint64 test_seed() {
   static const quint64 seed = [] {
-    if (const char* env = std::getenv("LWM_TEST_SEED")) return quint64(std::strtoull(env, nullptr, 10));
+    if (const char* env = std::getenv("LWM_TEST_SEED"))
+      return quint64(std::strtoull(env, nullptr, 10));
     return quint64(std::chrono::system_clock::now().time_since_epoch().count());
   }();
   return seed;
 }
 
 void log_seed(const char* suite) {
-  qInfo("%s: LWM_TEST_SEED=%llu replays this run", suite, static_cast<unsigned long long>(test_seed()));
+  qInfo("%s: LWM_TEST_SEED=%llu replays this run", suite,
+        static_cast<unsigned long long>(test_seed()));
 }
 
 QString random_text(std::mt19937_64& rng, int max_length) {
   // [first, last] code point ranges; a mix that exercises UTF-8 of 1 to 4 bytes and JSON escapes.
   static constexpr char32_t kRanges[][2] = {
-      {0x20, 0x7e},       {0x20, 0x7e},      {0x20, 0x7e}, {0xa0, 0xff},   {0x391, 0x3c9},
-      {0x410, 0x44f},     {0x5d0, 0x5ea},    {0x627, 0x64a}, {0x4e00, 0x9fff}, {0x300, 0x36f},
-      {0x1f300, 0x1f64f}, {0x1f900, 0x1f9ff}, {'\n', '\n'}, {'\t', '\t'},   {'"', '"'},
+      {0x20, 0x7e},       {0x20, 0x7e},       {0x20, 0x7e},   {0xa0, 0xff},     {0x391, 0x3c9},
+      {0x410, 0x44f},     {0x5d0, 0x5ea},     {0x627, 0x64a}, {0x4e00, 0x9fff}, {0x300, 0x36f},
+      {0x1f300, 0x1f64f}, {0x1f900, 0x1f9ff}, {'\n', '\n'},   {'\t', '\t'},     {'"', '"'},
       {'\\', '\\'},       {0x1, 0x1f}};
   std::uniform_int_distribution<int> length_dist(0, max_length);
   std::uniform_int_distribution<std::size_t> range_dist(0, std::size(kRanges) - 1);
@@ -47,8 +49,9 @@ QDateTime random_time(std::mt19937_64& rng) {
 }
 
 double random_rate(std::mt19937_64& rng) {
-  return std::bernoulli_distribution(0.2)(rng) ? -1.0
-                                               : std::uniform_real_distribution<double>(0, 5e4)(rng);
+  return std::bernoulli_distribution(0.2)(rng)
+             ? -1.0
+             : std::uniform_real_distribution<double>(0, 5e4)(rng);
 }
 
 }  // namespace
@@ -77,7 +80,8 @@ ChatRecord random_chat(std::mt19937_64& rng, int messages) {
       message.end = AnswerEnd(std::uniform_int_distribution<int>(1, 4)(rng));
       if (message.end == AnswerEnd::failed) message.error = random_text(rng, 80);
       message.stats.prompt_tokens = std::uniform_int_distribution<qint64>(0, 2'000'000)(rng);
-      message.stats.reused_tokens = std::uniform_int_distribution<qint64>(0, message.stats.prompt_tokens)(rng);
+      message.stats.reused_tokens =
+          std::uniform_int_distribution<qint64>(0, message.stats.prompt_tokens)(rng);
       message.stats.generated_tokens = std::uniform_int_distribution<qint64>(0, 4096)(rng);
       message.stats.time_to_first_token_s = random_rate(rng);
       message.stats.prefill_tokens_per_s = random_rate(rng);
@@ -100,28 +104,33 @@ QString describe(const T& value) {
 }  // namespace
 
 QString first_difference(const ChatRecord& a, const ChatRecord& b) {
-#define LWM_COMPARE(field)                                                                   \
-  if (!(a.field == b.field))                                                                 \
-    return QStringLiteral(#field ": ") + describe(a.field) + QStringLiteral(" != ") + describe(b.field);
-  LWM_COMPARE(id) LWM_COMPARE(title) LWM_COMPARE(model_dir) LWM_COMPARE(source_path)
-  LWM_COMPARE(source_sha256) LWM_COMPARE(choices.frames) LWM_COMPARE(choices.fps)
-  LWM_COMPARE(choices.devices) LWM_COMPARE(choices.kv_cache) LWM_COMPARE(choices.context)
-  LWM_COMPARE(created) LWM_COMPARE(updated) LWM_COMPARE(messages.size())
-  if (a.source_kind != b.source_kind) return QStringLiteral("source_kind");
+#define LWM_COMPARE(field)                                                            \
+  if (!(a.field == b.field))                                                          \
+    return QStringLiteral(#field ": ") + describe(a.field) + QStringLiteral(" != ") + \
+           describe(b.field);
+  LWM_COMPARE(id)
+  LWM_COMPARE(title) LWM_COMPARE(model_dir) LWM_COMPARE(source_path) LWM_COMPARE(source_sha256)
+      LWM_COMPARE(choices.frames) LWM_COMPARE(choices.fps) LWM_COMPARE(choices.devices) LWM_COMPARE(
+          choices.kv_cache) LWM_COMPARE(choices.context) LWM_COMPARE(created) LWM_COMPARE(updated)
+          LWM_COMPARE(messages.size()) if (a.source_kind !=
+                                           b.source_kind) return QStringLiteral("source_kind");
 #undef LWM_COMPARE
   for (qsizetype i = 0; i < a.messages.size(); ++i) {
     const ChatMessage& x = a.messages[i];
     const ChatMessage& y = b.messages[i];
     const QString at = QStringLiteral("messages[%1].").arg(i);
-#define LWM_COMPARE(field)                                                                   \
-  if (!(x.field == y.field))                                                                 \
-    return at + QStringLiteral(#field ": ") + describe(x.field) + QStringLiteral(" != ") + describe(y.field);
-    LWM_COMPARE(text) LWM_COMPARE(time) LWM_COMPARE(error) LWM_COMPARE(stats.prompt_tokens)
-    LWM_COMPARE(stats.reused_tokens) LWM_COMPARE(stats.generated_tokens)
-    LWM_COMPARE(stats.time_to_first_token_s) LWM_COMPARE(stats.prefill_tokens_per_s)
-    LWM_COMPARE(stats.decode_tokens_per_s)
+#define LWM_COMPARE(field)                                                                 \
+  if (!(x.field == y.field))                                                               \
+    return at + QStringLiteral(#field ": ") + describe(x.field) + QStringLiteral(" != ") + \
+           describe(y.field);
+    LWM_COMPARE(text)
+        LWM_COMPARE(time) LWM_COMPARE(error) LWM_COMPARE(stats.prompt_tokens)
+            LWM_COMPARE(stats.reused_tokens) LWM_COMPARE(stats.generated_tokens)
+                LWM_COMPARE(stats.time_to_first_token_s) LWM_COMPARE(stats.prefill_tokens_per_s)
+                    LWM_COMPARE(stats.decode_tokens_per_s)
 #undef LWM_COMPARE
-    if (x.role != y.role) return at + QStringLiteral("role");
+                        if (x.role != y.role) return at +
+        QStringLiteral("role");
     if (x.end != y.end) return at + QStringLiteral("end");
   }
   return {};

@@ -69,7 +69,8 @@ class AppLogTest : public QObject {
     const QStringList lines = read_lines(path);
     QCOMPARE(lines.size(), 4);
     static const QRegularExpression record(
-        "^(\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z) (debug|info|warning|critical|fatal) ");
+        "^(\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z) "
+        "(debug|info|warning|critical|fatal) ");
     const QRegularExpressionMatch first = record.match(lines[0]);
     QVERIFY2(first.hasMatch(), qPrintable(lines[0]));
     const QDateTime stamp = QDateTime::fromString(first.captured(1), Qt::ISODateWithMs);
@@ -88,7 +89,8 @@ class AppLogTest : public QObject {
     RotatingLogFile log(path, max_bytes, 3);
     QVERIFY(log.is_open());
     constexpr int count = 1000;  // ~40 bytes each: ~10 files' worth
-    for (int i = 0; i < count; ++i) log.write_line(QString("line %1 ").arg(i, 6, 10, QChar('0')) + QString("é").repeated(i % 20));
+    for (int i = 0; i < count; ++i)
+      log.write_line(QString("line %1 ").arg(i, 6, 10, QChar('0')) + QString("é").repeated(i % 20));
     QStringList files = QDir(dir.path()).entryList(QDir::Files);
     files.sort();
     QCOMPARE(files, (QStringList{"app.log", "app.log.1", "app.log.2", "app.log.3"}));
@@ -103,7 +105,8 @@ class AppLogTest : public QObject {
     QVERIFY(lines.size() > 3 * max_bytes / 50);
     for (int i = 0; i < lines.size(); ++i) {
       const int number = count - int(lines.size()) + i;
-      QCOMPARE(lines[i], QString("line %1 ").arg(number, 6, 10, QChar('0')) + QString("é").repeated(number % 20));
+      QCOMPARE(lines[i], QString("line %1 ").arg(number, 6, 10, QChar('0')) +
+                             QString("é").repeated(number % 20));
     }
   }
 
@@ -137,7 +140,8 @@ class AppLogTest : public QObject {
     std::vector<std::unique_ptr<QThread>> workers;
     for (int t = 0; t < threads; ++t) {
       workers.emplace_back(QThread::create([t] {
-        for (int i = 0; i < per_thread; ++i) qInfo("thread %d message %d %s", t, i, "payload-payload");
+        for (int i = 0; i < per_thread; ++i)
+          qInfo("thread %d message %d %s", t, i, "payload-payload");
       }));
       workers.back()->start();
     }
@@ -148,10 +152,12 @@ class AppLogTest : public QObject {
     QStringList lines;
     QVERIFY(QFile::exists(path + ".5"));
     QVERIFY(!QFile::exists(path + "." + QString::number(keep)));
-    for (int n = keep; n >= 0; --n) lines << read_lines(n > 0 ? path + "." + QString::number(n) : path);
+    for (int n = keep; n >= 0; --n)
+      lines << read_lines(n > 0 ? path + "." + QString::number(n) : path);
     QCOMPARE(lines.size(), threads * per_thread);
     static const QRegularExpression record(
-        "^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z info thread (\\d) message (\\d+) payload-payload$");
+        "^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z info thread (\\d) message (\\d+) "
+        "payload-payload$");
     std::map<int, int> last;  // per thread: messages in order, none lost, none torn
     for (const QString& line : lines) {
       const QRegularExpressionMatch match = record.match(line);

@@ -71,17 +71,20 @@ class ChatExportTest : public QObject {
     QVERIFY(markdown.startsWith("# Kitchen tour\n"));
     QVERIFY(markdown.contains("- Source: video ``/videos/kitchen `tour`.mp4`` (SHA-256 ab12)"));
     QVERIFY(markdown.contains("- Model: `/models/lwm-demo`"));
-    QVERIFY(markdown.contains("64 frames, devices cuda:0,1, KV cache bf16, context sized to the source"));
+    QVERIFY(markdown.contains(
+        "64 frames, devices cuda:0,1, KV cache bf16, context sized to the source"));
     QVERIFY(markdown.contains("2026-11-23 09:30:05 UTC"));
     // The question's own '#' and '-' stay inside a quote, not headings of the export.
-    QVERIFY(markdown.contains("## Question 1\n\n*2026-11-23 09:30:05 UTC*\n\n> # What is on the table?\n> - list it\n"));
+    QVERIFY(markdown.contains(
+        "## Question 1\n\n*2026-11-23 09:30:05 UTC*\n\n> # What is on the table?\n> - list it\n"));
     QVERIFY(markdown.contains("## Question 2"));
     QVERIFY(!markdown.contains("## Question 3"));
     QVERIFY(markdown.contains("### Answer\n\nA **bowl** at [00:01:05](lwm://seek/65).\n"));
-    QVERIFY2(markdown.contains("*12345 prompt tokens (12000 reused from the cache) · 87 generated · "
-                               "first token after 0.46 s · prefill 2345.7 tokens/s · "
-                               "decode 21.3 tokens/s · stopped by the user*"),
-             qPrintable(markdown));
+    QVERIFY2(
+        markdown.contains("*12345 prompt tokens (12000 reused from the cache) · 87 generated · "
+                          "first token after 0.46 s · prefill 2345.7 tokens/s · "
+                          "decode 21.3 tokens/s · stopped by the user*"),
+        qPrintable(markdown));
     QVERIFY(markdown.contains("**Error:** The GPU ran out of memory; use an 8-bit KV cache."));
     QVERIFY(markdown.contains("*failed*"));
   }

@@ -1,5 +1,8 @@
 // ChatStore: round trips of random chats, atomic saves that survive a crash mid-write, damaged
 // files moved aside and reported, remove/rename, and the app state.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <QDir>
 #include <QFile>
 #include <QJsonArray>
@@ -10,8 +13,6 @@
 #include <QTest>
 #include <algorithm>
 #include <csignal>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "atomic_save.h"
 #include "chat_json.h"
@@ -83,7 +84,8 @@ class ChatStoreTest : public QObject {
     ChatStore store(dir.path() + "/chats");  // created on the first save
     QList<ChatRecord> saved;
     for (int i = 0; i < 24; ++i) {
-      const int messages = i == 0 ? 0 : std::uniform_int_distribution<int>(1, i < 20 ? 30 : 400)(rng);
+      const int messages =
+          i == 0 ? 0 : std::uniform_int_distribution<int>(1, i < 20 ? 30 : 400)(rng);
       saved.append(random_chat(rng, messages));
       QString error;
       QVERIFY2(store.save(saved.back(), &error), qPrintable(error));
@@ -113,7 +115,8 @@ class ChatStoreTest : public QObject {
     const ChatRecord record = random_chat(rng, 2);
     QVERIFY(store.save(record));
     QCOMPARE(store.file_path(record.id), dir.path() + "/" + record.id + ".chat.json");
-    const QJsonObject root = QJsonDocument::fromJson(read_file(store.file_path(record.id))).object();
+    const QJsonObject root =
+        QJsonDocument::fromJson(read_file(store.file_path(record.id))).object();
     QCOMPARE(root.value("format").toString(), QString("lwm-studio-chat"));
     QCOMPARE(root.value("version").toInt(), 1);
     QCOMPARE(root.value("messages").toArray().size(), 2);
@@ -185,11 +188,13 @@ class ChatStoreTest : public QObject {
     other_format.replace("lwm-studio-chat", "something-else");
     QByteArray bad_message = bytes;
     bad_message.replace("\"role\": \"assistant\"", "\"role\": \"narrator\"");
-    const QList<std::pair<QString, QByteArray>> damaged{
-        {"truncated", bytes.left(cut)},      {"newer", newer},
-        {"binary", QByteArray("\x00\xff\x13", 3)}, {"other-format", other_format},
-        {"empty", QByteArray()},              {"wrong-id", bytes},
-        {"bad-message", bad_message}};
+    const QList<std::pair<QString, QByteArray>> damaged{{"truncated", bytes.left(cut)},
+                                                        {"newer", newer},
+                                                        {"binary", QByteArray("\x00\xff\x13", 3)},
+                                                        {"other-format", other_format},
+                                                        {"empty", QByteArray()},
+                                                        {"wrong-id", bytes},
+                                                        {"bad-message", bad_message}};
     for (const auto& [id, contents] : damaged) write_file(store.file_path(id), contents);
     // A previous .corrupt of the same name is kept, not overwritten.
     write_file(store.file_path("truncated") + ".corrupt", "older");
@@ -205,16 +210,17 @@ class ChatStoreTest : public QObject {
                                         [&](const StoreProblem& p) { return p.file == path; });
       QVERIFY2(problem != all.problems.cend(), qPrintable(id));
       // A sentence that names the file and where it went.
-      QVERIFY2(problem->message.contains(QDir::toNativeSeparators(path)), qPrintable(problem->message));
+      QVERIFY2(problem->message.contains(QDir::toNativeSeparators(path)),
+               qPrintable(problem->message));
       QVERIFY2(problem->message.contains(".corrupt"), qPrintable(problem->message));
       QVERIFY(problem->message.endsWith('.'));
       const QString aside = id == "truncated" ? path + ".2.corrupt" : path + ".corrupt";
       QCOMPARE(read_file(aside), contents);
     }
     QCOMPARE(read_file(store.file_path("truncated") + ".corrupt"), QByteArray("older"));
-    const auto newer_problem = std::find_if(all.problems.cbegin(), all.problems.cend(), [&](const StoreProblem& p) {
-      return p.file == store.file_path("newer");
-    });
+    const auto newer_problem =
+        std::find_if(all.problems.cbegin(), all.problems.cend(),
+                     [&](const StoreProblem& p) { return p.file == store.file_path("newer"); });
     QVERIFY(newer_problem->message.contains("newer LWM Studio"));
     QVERIFY(newer_problem->message.contains("version 7"));
     // Nothing is reported twice: the next load is clean.
@@ -227,7 +233,8 @@ class ChatStoreTest : public QObject {
     write_file(store.file_path("broken"), "{\"format\": \"lwm-studio-chat\", \"versi");
     QString error;
     QVERIFY(!store.load("broken", &error));
-    QVERIFY2(error.contains("broken.chat.json") && error.contains("not valid JSON"), qPrintable(error));
+    QVERIFY2(error.contains("broken.chat.json") && error.contains("not valid JSON"),
+             qPrintable(error));
     QVERIFY(QFile::exists(store.file_path("broken")));
     QVERIFY(!store.load("missing", &error));
     QVERIFY(error.contains("missing.chat.json"));

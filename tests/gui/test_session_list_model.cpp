@@ -56,10 +56,12 @@ QStringList ids_of(const QAbstractItemModel& model) {
 // A word from a random field of a random chat, so queries hit as often as they miss.
 QString random_query(std::mt19937_64& rng, const QList<ChatRecord>& chats) {
   if (chats.isEmpty() || std::bernoulli_distribution(0.2)(rng)) return "zzqx";
-  const ChatRecord& chat = chats[std::uniform_int_distribution<qsizetype>(0, chats.size() - 1)(rng)];
+  const ChatRecord& chat =
+      chats[std::uniform_int_distribution<qsizetype>(0, chats.size() - 1)(rng)];
   QString text = chat.title;
   if (!chat.messages.isEmpty() && std::bernoulli_distribution(0.5)(rng)) {
-    text = chat.messages[std::uniform_int_distribution<qsizetype>(0, chat.messages.size() - 1)(rng)].text;
+    text = chat.messages[std::uniform_int_distribution<qsizetype>(0, chat.messages.size() - 1)(rng)]
+               .text;
   }
   text = text.simplified();
   if (text.isEmpty()) return {};
@@ -67,7 +69,8 @@ QString random_query(std::mt19937_64& rng, const QList<ChatRecord>& chats) {
   const QList<uint> code_points = text.toUcs4();
   const qsizetype start = std::uniform_int_distribution<qsizetype>(0, code_points.size() - 1)(rng);
   const QList<uint> part = code_points.mid(start, 3);
-  QString word = QString::fromUcs4(reinterpret_cast<const char32_t*>(part.data()), part.size()).trimmed();
+  QString word =
+      QString::fromUcs4(reinterpret_cast<const char32_t*>(part.data()), part.size()).trimmed();
   // Random case: the search ignores it.
   return std::bernoulli_distribution(0.5)(rng) ? word.toUpper() : word;
 }
@@ -97,7 +100,9 @@ class SessionListModelTest : public QObject {
     QList<ChatRecord> reference;
     const QDateTime base = QDateTime::currentDateTimeUtc();
     // Few distinct times, so ties (ordered by id) happen.
-    auto random_updated = [&] { return base.addSecs(std::uniform_int_distribution<int>(0, 40)(rng)); };
+    auto random_updated = [&] {
+      return base.addSecs(std::uniform_int_distribution<int>(0, 40)(rng));
+    };
     for (int step = 0; step < 300; ++step) {
       const int action = std::uniform_int_distribution<int>(0, 9)(rng);
       if (reference.isEmpty() || action < 3) {  // a new chat
@@ -179,16 +184,16 @@ class SessionListModelTest : public QObject {
     a.id = "a";
     a.title = "Cooking show";
     a.source_path = "/videos/Kitchen Tour.MP4";
-    a.messages = {ChatMessage{ChatMessage::Role::user, "Where is the Ümlaut knife?", {}, {}, {}, {}}};
+    a.messages = {
+        ChatMessage{ChatMessage::Role::user, "Where is the Ümlaut knife?", {}, {}, {}, {}}};
     ChatRecord b;
     b.id = "b";
     b.title = "Novel";
     b.source_path = "/books/kitchen/moby.epub";  // a folder name is not the file name
     model.set_records({a, b});
     const QList<std::pair<QString, QStringList>> cases{
-        {"", {"a", "b"}},          {"COOKING", {"a"}},     {"kitchen", {"a"}},
-        {"ümlaut", {"a"}},         {"MOBY", {"b"}},        {"novel moby", {"b"}},
-        {"novel cooking", {}},     {"  show   knife ", {"a"}}};
+        {"", {"a", "b"}}, {"COOKING", {"a"}},    {"kitchen", {"a"}},    {"ümlaut", {"a"}},
+        {"MOBY", {"b"}},  {"novel moby", {"b"}}, {"novel cooking", {}}, {"  show   knife ", {"a"}}};
     for (const auto& [query, expected] : cases) {
       filter.set_query(query);
       QCOMPARE(ids_of(filter), expected);

@@ -30,8 +30,8 @@ struct StoreProblem {
 
 // What the app needs to reopen where it was. Saved whenever it changes, not only at quit.
 struct AppState {
-  QString open_chat_id;       // the chat shown last; empty when none
-  QString open_file;          // a video or book opened but not yet asked about; may be empty
+  QString open_chat_id;        // the chat shown last; empty when none
+  QString open_file;           // a video or book opened but not yet asked about; may be empty
   QByteArray window_geometry;  // QWidget::saveGeometry()
   QByteArray window_state;     // QMainWindow::saveState(): docks and toolbars
   // True from start-up until a clean quit; still true when the app starts means the last run
@@ -61,7 +61,7 @@ class ChatStore {
   std::optional<ChatRecord> load(const QString& id, QString* error = nullptr) const;
 
   struct LoadResult {
-    QList<ChatRecord> chats;      // in no particular order
+    QList<ChatRecord> chats;       // in no particular order
     QList<StoreProblem> problems;  // files moved aside, one sentence each
   };
   // Reads every chat; never fails as a whole. Deletes leftover temporary files first.

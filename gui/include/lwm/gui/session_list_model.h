@@ -22,12 +22,12 @@ class SessionListModel : public QAbstractListModel {
  public:
   enum Role {
     IdRole = Qt::UserRole + 1,
-    TitleRole,          // QString; also Qt::DisplayRole and Qt::EditRole
-    SourceKindRole,     // int, a SourceKind
-    SourcePathRole,     // QString
-    UpdatedRole,        // QDateTime
-    MessageCountRole,   // int
-    LastQuestionRole,   // QString: the text of the last user message
+    TitleRole,         // QString; also Qt::DisplayRole and Qt::EditRole
+    SourceKindRole,    // int, a SourceKind
+    SourcePathRole,    // QString
+    UpdatedRole,       // QDateTime
+    MessageCountRole,  // int
+    LastQuestionRole,  // QString: the text of the last user message
   };
 
   // `store` may be null (nothing is saved) and must outlive the model.
@@ -44,7 +44,7 @@ class SessionListModel : public QAbstractListModel {
   bool remove(const QString& id);
   bool rename(const QString& id, const QString& title);
 
-  int row_of(const QString& id) const;  // -1 when absent
+  int row_of(const QString& id) const;         // -1 when absent
   const ChatRecord* record_at(int row) const;  // null when out of range
   const ChatRecord* record(const QString& id) const;
 

@@ -24,6 +24,18 @@ QString native(const QString& path) {
   return QDir::toNativeSeparators(path);
 }
 
+// Far beyond any chat the app writes (2,000 long answers take about 2 MB), and small enough to
+// read at once: a bigger file is not a chat, and reading it could exhaust memory.
+constexpr qint64 kMaxChatFileBytes = qint64(256) << 20;
+
+QString oversize_reason(const QString& path) {
+  const qint64 size = QFileInfo(path).size();
+  return size > kMaxChatFileBytes
+             ? QStringLiteral("is %1 MiB, larger than any chat LWM Studio writes (256 MiB at most)")
+                   .arg(size >> 20)
+             : QString();
+}
+
 bool read_whole_file(const QString& path, QByteArray* bytes, QString* error) {
   QFile file(path);
   if (!file.open(QIODevice::ReadOnly)) {
@@ -76,8 +88,12 @@ std::optional<ChatRecord> ChatStore::load(const QString& id, QString* error) con
   }
   const QString path = file_path(id);
   QByteArray bytes;
+  QString reason = oversize_reason(path);
+  if (!reason.isEmpty()) {
+    fail(error, QStringLiteral("The chat file %1 %2.").arg(native(path), reason));
+    return std::nullopt;
+  }
   if (!read_whole_file(path, &bytes, error)) return std::nullopt;
-  QString reason;
   std::optional<ChatRecord> record = chat_from_json_bytes(bytes, &reason);
   if (!record) {
     fail(error, QStringLiteral("The chat file %1 %2.").arg(native(path), reason));
@@ -102,7 +118,11 @@ ChatStore::LoadResult ChatStore::load_all() {
     const QString path = directory.filePath(name);
     const QString id = name.chopped(int(qstrlen(kChatSuffix)));
     QByteArray bytes;
-    QString reason;
+    QString reason = oversize_reason(path);
+    if (!reason.isEmpty()) {
+      result.problems.append(move_aside(path, QStringLiteral("chat file"), reason));
+      continue;
+    }
     if (!read_whole_file(path, &bytes, &reason)) {
       // Unreadable (permissions): leave it where it is, it is not known to be damaged.
       result.problems.append({path, reason + QStringLiteral(" The chat is not shown.")});

@@ -227,6 +227,22 @@ class ChatStoreTest : public QObject {
     QVERIFY(store.load_all().problems.isEmpty());
   }
 
+  void an_oversized_file_is_moved_aside_without_reading_it() {
+    QTemporaryDir dir;
+    ChatStore store(dir.path());
+    QFile huge(store.file_path("huge"));
+    QVERIFY(huge.open(QIODevice::WriteOnly));
+    QVERIFY(huge.resize(qint64(300) << 20));  // sparse: no disk space, and never read
+    huge.close();
+    QString error;
+    QVERIFY(!store.load("huge", &error));
+    QVERIFY2(error.contains("300 MiB"), qPrintable(error));
+    const ChatStore::LoadResult all = store.load_all();
+    QCOMPARE(all.problems.size(), 1);
+    QVERIFY(all.problems.front().message.contains("larger than any chat"));
+    QVERIFY(QFile::exists(store.file_path("huge") + ".corrupt"));
+  }
+
   void load_reports_a_damaged_file_without_moving_it() {
     QTemporaryDir dir;
     ChatStore store(dir.path());

@@ -1,6 +1,7 @@
 #include "gui_test_support.h"
 
 #include <QDebug>
+#include <QFile>
 #include <QUuid>
 #include <chrono>
 #include <cstdlib>
@@ -19,6 +20,16 @@ quint64 test_seed() {
 void log_seed(const char* suite) {
   qInfo("%s: LWM_TEST_SEED=%llu replays this run", suite,
         static_cast<unsigned long long>(test_seed()));
+}
+
+QByteArray read_file(const QString& path) {
+  QFile file(path);
+  return file.open(QIODevice::ReadOnly) ? file.readAll() : QByteArray();
+}
+
+bool write_file(const QString& path, const QByteArray& bytes) {
+  QFile file(path);
+  return file.open(QIODevice::WriteOnly | QIODevice::Truncate) && file.write(bytes) == bytes.size();
 }
 
 QString random_text(std::mt19937_64& rng, int max_length) {
@@ -109,7 +120,8 @@ QString first_difference(const ChatRecord& a, const ChatRecord& b) {
     return QStringLiteral(#field ": ") + describe(a.field) + QStringLiteral(" != ") + \
            describe(b.field);
   LWM_COMPARE(id)
-  LWM_COMPARE(title) LWM_COMPARE(model_dir) LWM_COMPARE(source_path) LWM_COMPARE(source_sha256)
+  LWM_COMPARE(title)
+  LWM_COMPARE(model_dir) LWM_COMPARE(source_path) LWM_COMPARE(source_sha256)
       LWM_COMPARE(choices.frames) LWM_COMPARE(choices.fps) LWM_COMPARE(choices.devices) LWM_COMPARE(
           choices.kv_cache) LWM_COMPARE(choices.context) LWM_COMPARE(created) LWM_COMPARE(updated)
           LWM_COMPARE(messages.size()) if (a.source_kind !=
@@ -124,12 +136,12 @@ QString first_difference(const ChatRecord& a, const ChatRecord& b) {
     return at + QStringLiteral(#field ": ") + describe(x.field) + QStringLiteral(" != ") + \
            describe(y.field);
     LWM_COMPARE(text)
-        LWM_COMPARE(time) LWM_COMPARE(error) LWM_COMPARE(stats.prompt_tokens)
-            LWM_COMPARE(stats.reused_tokens) LWM_COMPARE(stats.generated_tokens)
-                LWM_COMPARE(stats.time_to_first_token_s) LWM_COMPARE(stats.prefill_tokens_per_s)
-                    LWM_COMPARE(stats.decode_tokens_per_s)
+    LWM_COMPARE(time)
+        LWM_COMPARE(error) LWM_COMPARE(stats.prompt_tokens) LWM_COMPARE(stats.reused_tokens)
+            LWM_COMPARE(stats.generated_tokens) LWM_COMPARE(stats.time_to_first_token_s)
+                LWM_COMPARE(stats.prefill_tokens_per_s) LWM_COMPARE(stats.decode_tokens_per_s)
 #undef LWM_COMPARE
-                        if (x.role != y.role) return at +
+                    if (x.role != y.role) return at +
         QStringLiteral("role");
     if (x.end != y.end) return at + QStringLiteral("end");
   }

@@ -20,6 +20,11 @@ QString random_text(std::mt19937_64& rng, int max_length);
 // A chat with random fields and `messages` alternating questions and answers.
 ChatRecord random_chat(std::mt19937_64& rng, int messages);
 
+// Whole-file helpers. write_file returns false when the file cannot be written; a test that
+// needs "a file where a folder should be" (to make every write below it fail) writes one.
+QByteArray read_file(const QString& path);
+bool write_file(const QString& path, const QByteArray& bytes = {});
+
 // Empty when equal; otherwise the first field that differs, e.g. "messages[3].stats.prompt_tokens:
 // 12 != 13".
 QString first_difference(const ChatRecord& a, const ChatRecord& b);

@@ -24,9 +24,7 @@ Q_LOGGING_CATEGORY(lcTestEngine, "lwm.engine")
 namespace {
 
 QStringList read_lines(const QString& path) {
-  QFile file(path);
-  if (!file.open(QIODevice::ReadOnly)) return {};
-  return QString::fromUtf8(file.readAll()).split('\n', Qt::SkipEmptyParts);
+  return QString::fromUtf8(test::read_file(path)).split('\n', Qt::SkipEmptyParts);
 }
 
 // Silences the previous (stderr) handler while thousands of lines are logged.
@@ -173,9 +171,7 @@ class AppLogTest : public QObject {
 
   void an_unopenable_path_is_reported() {
     QTemporaryDir dir;
-    QFile blocker(dir.path() + "/file");
-    QVERIFY(blocker.open(QIODevice::WriteOnly));
-    blocker.close();
+    QVERIFY(test::write_file(dir.path() + "/file"));
     QString error;
     QVERIFY(!install_log_handler(dir.path() + "/file/app.log", &error));
     QVERIFY2(error.contains("file/app.log"), qPrintable(error));

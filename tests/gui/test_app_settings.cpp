@@ -14,10 +14,9 @@ using namespace lwm::gui;
 
 namespace {
 
+// Creates an empty file and returns its path.
 QString touch(const QString& path) {
-  QFile file(path);
-  file.open(QIODevice::WriteOnly);
-  return path;
+  return test::write_file(path) ? path : QString();
 }
 
 }  // namespace

@@ -83,9 +83,7 @@ class AppStateKeeperTest : public QObject {
 
   void a_failed_write_is_reported_and_retried() {
     QTemporaryDir dir;
-    QFile blocker(dir.path() + "/chats");  // a file where the folder should be
-    QVERIFY(blocker.open(QIODevice::WriteOnly));
-    blocker.close();
+    QVERIFY(test::write_file(dir.path() + "/chats"));  // a file where the folder should be
     ChatStore store(dir.path() + "/chats");
     AppStateKeeper keeper(&store, 20);
     QSignalSpy errors(&keeper, &AppStateKeeper::error_occurred);
@@ -104,10 +102,8 @@ class AppStateKeeperTest : public QObject {
   void a_damaged_state_file_is_reported_and_the_app_starts_fresh() {
     QTemporaryDir dir;
     ChatStore store(dir.path());
-    QFile damaged(store.state_path());
-    QVERIFY(damaged.open(QIODevice::WriteOnly));
-    damaged.write("{\"format\": \"lwm-studio-state\", \"version\": 1, \"open_chat");
-    damaged.close();
+    QVERIFY(test::write_file(store.state_path(),
+                             "{\"format\": \"lwm-studio-state\", \"version\": 1, \"open_chat"));
     AppStateKeeper keeper(&store);
     QSignalSpy problems(&keeper, &AppStateKeeper::problem_found);
     const AppState state = keeper.start();

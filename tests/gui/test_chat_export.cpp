@@ -14,13 +14,9 @@
 using namespace lwm::gui;
 using lwm::gui::test::first_difference;
 using lwm::gui::test::random_chat;
+using lwm::gui::test::read_file;
 
 namespace {
-
-QByteArray read_file(const QString& path) {
-  QFile file(path);
-  return file.open(QIODevice::ReadOnly) ? file.readAll() : QByteArray();
-}
 
 ChatRecord sample_chat() {
   ChatRecord chat;
@@ -134,9 +130,7 @@ class ChatExportTest : public QObject {
 
   void an_unwritable_path_is_reported() {
     QTemporaryDir dir;
-    QFile blocker(dir.path() + "/file");
-    QVERIFY(blocker.open(QIODevice::WriteOnly));
-    blocker.close();
+    QVERIFY(test::write_file(dir.path() + "/file"));
     QString error;
     QVERIFY(!export_markdown(sample_chat(), dir.path() + "/file/chat.md", &error));
     QVERIFY2(error.contains(dir.path() + "/file"), qPrintable(error));

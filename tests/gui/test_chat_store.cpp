@@ -22,19 +22,10 @@
 using namespace lwm::gui;
 using lwm::gui::test::first_difference;
 using lwm::gui::test::random_chat;
+using lwm::gui::test::read_file;
+using lwm::gui::test::write_file;
 
 namespace {
-
-QByteArray read_file(const QString& path) {
-  QFile file(path);
-  return file.open(QIODevice::ReadOnly) ? file.readAll() : QByteArray();
-}
-
-void write_file(const QString& path, const QByteArray& bytes) {
-  QFile file(path);
-  QVERIFY(file.open(QIODevice::WriteOnly | QIODevice::Truncate));
-  QCOMPARE(file.write(bytes), bytes.size());
-}
 
 // Runs `save` in a child process that is killed between writing and committing, as a crash
 // (or a power cut) mid-write would.
@@ -155,12 +146,12 @@ class ChatStoreTest : public QObject {
     QVERIFY(store.save(record));
     const QByteArray bytes = read_file(store.file_path(record.id));
     // The names QSaveFile and core's AtomicFileWriter give their temporary files.
-    write_file(store.file_path(record.id) + ".aB3xYz", bytes.left(bytes.size() / 2));
-    write_file(store.file_path("other") + ".Q1w2E3", bytes.left(10));
-    write_file(store.file_path(record.id) + ".tmp-4242", QByteArray());
-    write_file(store.state_path() + ".zzzzzz", "{");
+    QVERIFY(write_file(store.file_path(record.id) + ".aB3xYz", bytes.left(bytes.size() / 2)));
+    QVERIFY(write_file(store.file_path("other") + ".Q1w2E3", bytes.left(10)));
+    QVERIFY(write_file(store.file_path(record.id) + ".tmp-4242", QByteArray()));
+    QVERIFY(write_file(store.state_path() + ".zzzzzz", "{"));
     // Not ours: left alone.
-    write_file(dir.path() + "/notes.txt.abcdef", "keep");
+    QVERIFY(write_file(dir.path() + "/notes.txt.abcdef", "keep"));
 
     ChatStore::LoadResult all = store.load_all();
     QVERIFY(all.problems.isEmpty());
@@ -195,9 +186,9 @@ class ChatStoreTest : public QObject {
                                                         {"empty", QByteArray()},
                                                         {"wrong-id", bytes},
                                                         {"bad-message", bad_message}};
-    for (const auto& [id, contents] : damaged) write_file(store.file_path(id), contents);
+    for (const auto& [id, contents] : damaged) QVERIFY(write_file(store.file_path(id), contents));
     // A previous .corrupt of the same name is kept, not overwritten.
-    write_file(store.file_path("truncated") + ".corrupt", "older");
+    QVERIFY(write_file(store.file_path("truncated") + ".corrupt", "older"));
 
     ChatStore::LoadResult all = store.load_all();
     QCOMPARE(all.chats.size(), 1);
@@ -246,7 +237,7 @@ class ChatStoreTest : public QObject {
   void load_reports_a_damaged_file_without_moving_it() {
     QTemporaryDir dir;
     ChatStore store(dir.path());
-    write_file(store.file_path("broken"), "{\"format\": \"lwm-studio-chat\", \"versi");
+    QVERIFY(write_file(store.file_path("broken"), "{\"format\": \"lwm-studio-chat\", \"versi"));
     QString error;
     QVERIFY(!store.load("broken", &error));
     QVERIFY2(error.contains("broken.chat.json") && error.contains("not valid JSON"),
@@ -281,7 +272,7 @@ class ChatStoreTest : public QObject {
     QVERIFY(store.save(a));
     QVERIFY(store.save(b));
     QVERIFY(QDir().mkpath(store.cache_directory(a.id) + "/kv"));
-    write_file(store.cache_directory(a.id) + "/kv/layer0.bin", "cache");
+    QVERIFY(write_file(store.cache_directory(a.id) + "/kv/layer0.bin", "cache"));
     QString error;
     QVERIFY2(store.remove(a.id, &error), qPrintable(error));
     QVERIFY(!QFile::exists(store.file_path(a.id)));
@@ -318,7 +309,7 @@ class ChatStoreTest : public QObject {
     QVERIFY(store.save(record));
     // A folder where the temporary file would go is impossible to fake portably; a store whose
     // folder is a regular file fails the same way for every write.
-    write_file(dir.path() + "/blocked", "a file, not a folder");
+    QVERIFY(write_file(dir.path() + "/blocked", "a file, not a folder"));
     ChatStore blocked(dir.path() + "/blocked");
     QString error;
     QVERIFY(!blocked.save(record, &error));
@@ -362,7 +353,7 @@ class ChatStoreTest : public QObject {
     state.open_chat_id = "abc";
     QVERIFY(store.save_state(state));
     const QByteArray bytes = read_file(store.state_path());
-    write_file(store.state_path(), bytes.left(bytes.size() / 2));
+    QVERIFY(write_file(store.state_path(), bytes.left(bytes.size() / 2)));
     StoreProblem problem;
     const AppState loaded = store.load_state(&problem);
     QVERIFY(loaded.open_chat_id.isEmpty());

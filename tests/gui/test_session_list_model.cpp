@@ -222,9 +222,7 @@ class SessionListModelTest : public QObject {
 
     // The folder becomes unwritable: it is replaced by a file.
     QVERIFY(QDir(dir.path() + "/chats").removeRecursively());
-    QFile blocker(dir.path() + "/chats");
-    QVERIFY(blocker.open(QIODevice::WriteOnly));
-    blocker.close();
+    QVERIFY(test::write_file(dir.path() + "/chats"));
     ChatRecord newer = chat;
     newer.title = "newer";
     QVERIFY(!model.upsert(newer));
@@ -241,10 +239,7 @@ class SessionListModelTest : public QObject {
     QTemporaryDir dir;
     ChatStore store(dir.path());
     QVERIFY(store.save(random_chat(rng, 3)));
-    QFile bad(store.file_path("bad"));
-    QVERIFY(bad.open(QIODevice::WriteOnly));
-    bad.write("{\"format\":");
-    bad.close();
+    QVERIFY(test::write_file(store.file_path("bad"), "{\"format\":"));
     SessionListModel model(&store);
     Tester tester(&model, Tester::FailureReportingMode::QtTest);
     const QList<StoreProblem> problems = model.reload();

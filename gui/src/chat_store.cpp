@@ -63,6 +63,39 @@ QString ChatStore::new_id() {
 }
 
 ChatStore::ChatStore(QString directory) : directory_(std::move(directory)) {}
+ChatStore::~ChatStore() = default;
+ChatStore::ChatStore(ChatStore&&) noexcept = default;
+ChatStore& ChatStore::operator=(ChatStore&&) noexcept = default;
+
+bool ChatStore::try_lock(QString* error) {
+  if (is_locked()) return true;
+  if (!QDir().mkpath(directory_)) {
+    return fail(error, QStringLiteral("Could not create the folder %1; check that it is writable.")
+                           .arg(native(directory_)));
+  }
+  auto lock = std::make_unique<QLockFile>(directory_ + QStringLiteral("/chats.lock"));
+  lock->setStaleLockTime(0);  // only a dead holder makes it stale, never its age
+  if (lock->tryLock(0)) {
+    lock_ = std::move(lock);
+    return true;
+  }
+  qint64 pid = 0;
+  QString host;
+  QString application;
+  if (lock->error() == QLockFile::LockFailedError && lock->getLockInfo(&pid, &host, &application)) {
+    return fail(error, QStringLiteral("Another LWM Studio (process %1 on %2) is using the chats in "
+                                      "%3; switch to that window, or close it first.")
+                           .arg(pid)
+                           .arg(host, native(directory_)));
+  }
+  return fail(error, QStringLiteral("Could not lock the chats folder %1; check that it is "
+                                    "writable.")
+                         .arg(native(directory_)));
+}
+
+bool ChatStore::is_locked() const {
+  return lock_ && lock_->isLocked();
+}
 
 QString ChatStore::file_path(const QString& id) const {
   return directory_ + QLatin1Char('/') + id + QLatin1String(kChatSuffix);

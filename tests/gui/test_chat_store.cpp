@@ -318,6 +318,50 @@ class ChatStoreTest : public QObject {
     QCOMPARE(read_file(dir.path() + "/blocked"), QByteArray("a file, not a folder"));
   }
 
+  void one_instance_owns_the_folder() {
+    QTemporaryDir dir;
+    const QString folder = dir.path() + "/chats";
+    ChatStore first(folder);
+    QVERIFY(!first.is_locked());
+    QString error;
+    QVERIFY2(first.try_lock(&error), qPrintable(error));
+    QVERIFY(first.try_lock());  // again: still ours
+    QVERIFY(first.is_locked());
+    // Another instance is another process: the lock is held by a live one.
+    const pid_t child = fork();
+    QVERIFY(child >= 0);
+    if (child == 0) {
+      ChatStore second(folder);
+      QString message;
+      const bool locked = second.try_lock(&message);
+      const bool names_holder = message.contains(QString::number(::getppid()));
+      ::_exit(!locked && names_holder ? 0 : 1);
+    }
+    int status = 0;
+    QCOMPARE(waitpid(child, &status, 0), child);
+    QVERIFY(WIFEXITED(status));
+    QCOMPARE(WEXITSTATUS(status), 0);
+    // The chats folder is usable as usual, and the lock file is not mistaken for anything.
+    QVERIFY(first.load_all().problems.isEmpty());
+  }
+
+  void a_lock_left_by_a_dead_process_is_taken_over() {
+    QTemporaryDir dir;
+    const pid_t child = fork();
+    QVERIFY(child >= 0);
+    if (child == 0) {
+      ChatStore crashed(dir.path());
+      ::_exit(crashed.try_lock() ? 0 : 1);  // exits without unlocking, as a crash would
+    }
+    int status = 0;
+    QCOMPARE(waitpid(child, &status, 0), child);
+    QCOMPARE(WEXITSTATUS(status), 0);
+    QVERIFY(QFile::exists(dir.path() + "/chats.lock"));
+    ChatStore next(dir.path());
+    QString error;
+    QVERIFY2(next.try_lock(&error), qPrintable(error));
+  }
+
   void app_state_round_trips() {
     std::mt19937_64 rng(test::test_seed());
     QTemporaryDir dir;

@@ -10,12 +10,15 @@
 //
 // Fallible calls return false (or nullopt) and set *error, when given, to a sentence for the
 // user that names the file and says what to do. Nothing here throws. Not thread-safe: use one
-// ChatStore per folder from one thread (the UI thread); one app instance owns the folder.
+// ChatStore per folder from one thread (the UI thread). One app instance owns the folder:
+// try_lock() at start-up says whether another one already does.
 #pragma once
 
 #include <QByteArray>
 #include <QList>
+#include <QLockFile>
 #include <QString>
+#include <memory>
 #include <optional>
 
 #include "lwm/gui/chat_record.h"
@@ -49,7 +52,18 @@ class ChatStore {
   // The folder need not exist; it is created on the first save.
   explicit ChatStore(QString directory = default_directory());
 
+  ~ChatStore();
+  ChatStore(ChatStore&&) noexcept;
+  ChatStore& operator=(ChatStore&&) noexcept;
+
   const QString& directory() const { return directory_; }
+
+  // Takes the folder for this process until the store is destroyed ("chats.lock", a QLockFile:
+  // a lock left by a process that died is taken over). False, with a sentence naming the
+  // process that holds it, when another running instance does: that instance is writing the
+  // same chats, so this one should not (show the message, or bring the other window up).
+  bool try_lock(QString* error = nullptr);
+  bool is_locked() const;
   QString file_path(const QString& id) const;
   // A folder beside the chat file for what may be kept with it (KV cache, thumbnails); removed
   // with the chat. Not created here.
@@ -84,6 +98,7 @@ class ChatStore {
   StoreProblem move_aside(const QString& path, const QString& what, const QString& reason);
 
   QString directory_;
+  std::unique_ptr<QLockFile> lock_;
 };
 
 }  // namespace lwm::gui

@@ -48,6 +48,11 @@ packages=(
   libavutil-dev       # video reader: display matrix, frames
   libswscale-dev      # video reader: resize and YUV->RGB
   ffmpeg              # tests and benchmark write their video fixtures with the ffmpeg CLI
+  help2man            # manual pages from each program's --help (packaging/)
+  librsvg2-bin        # rsvg-convert renders the icon into the hicolor PNG sizes (packaging/)
+  lintian             # the package tests check the .deb (packaging/test-package.sh)
+  desktop-file-utils  # desktop-file-validate, same
+  appstream           # appstreamcli validate, same
 )
 
 if [[ $EUID -eq 0 ]]; then

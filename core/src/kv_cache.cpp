@@ -1,6 +1,5 @@
 #include "lwm/kv_cache.h"
 
-#include <fstream>
 #include <sstream>
 #include <string>
 
@@ -17,17 +16,6 @@ std::string gib(std::int64_t bytes) {
 }
 
 }  // namespace
-
-std::int64_t available_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  std::int64_t value = 0;
-  std::string unit;
-  while (meminfo >> key >> value >> unit) {
-    if (key == "MemAvailable:") return value * 1024;
-  }
-  return -1;  // unknown (not Linux): callers treat it as "no limit known"
-}
 
 KVCache::KVCache(const ModelConfig& config, std::int64_t capacity) : capacity_(capacity) {
   if (capacity <= 0) {

@@ -43,9 +43,23 @@ Prompt question_independent_prefix(const Prompt& a, const Prompt& b) {
 
 }  // namespace
 
+const char* default_session_template(bool video) noexcept {
+  return video ? "video-chat-media-first" : "document-qa";
+}
+
+Prompt session_source_prompt(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                             const std::string& text, const VideoCodes* video) {
+  const auto render_with = [&](std::string_view question) {
+    return render_prompt(chat_template, tokenizer, template_fields(chat_template, text, question),
+                         video);
+  };
+  return question_independent_prefix(render_with("A"), render_with("B"));
+}
+
 std::unique_ptr<Session> Session::for_text(const Model& model, const Tokenizer& tokenizer,
                                            std::string text, const SessionOptions& options) {
-  return create(model, tokenizer, "document-qa", std::move(text), std::nullopt, options);
+  return create(model, tokenizer, default_session_template(false), std::move(text), std::nullopt,
+                options);
 }
 
 std::unique_ptr<Session> Session::for_video(const Model& model, const Tokenizer& tokenizer,
@@ -56,7 +70,7 @@ std::unique_ptr<Session> Session::for_video(const Model& model, const Tokenizer&
                     "' is a text-only model; a video needs a vision-language model (its "
                     "config has vision_vocab_size)");
   }
-  return create(model, tokenizer, "video-chat-media-first", {}, std::move(video), options);
+  return create(model, tokenizer, default_session_template(true), {}, std::move(video), options);
 }
 
 std::unique_ptr<Session> Session::create(const Model& model, const Tokenizer& tokenizer,
@@ -89,7 +103,7 @@ Session::Session(const Model& model, const Tokenizer& tokenizer, const ChatTempl
       text_(std::move(text)),
       video_(std::move(video)),
       options_(options),
-      source_(question_independent_prefix(render("A"), render("B"))),
+      source_(session_source_prompt(chat_template, tokenizer, text_, video_ ? &*video_ : nullptr)),
       plan_([&] {
         const std::int64_t model_limit = model.config().max_sequence_length;
         SessionPlan plan;

@@ -39,6 +39,15 @@ struct SessionPlan {
   std::int64_t kv_cache_bytes = 0;
 };
 
+// The template a session uses when SessionOptions::template_name is empty.
+const char* default_session_template(bool video) noexcept;
+
+// The question-independent prompt a session over `text` (or `video`, with empty text) ingests:
+// what Session::source_prompt() holds and plan().source_tokens counts. Cheap (tokenizing only),
+// for plans made before a model is loaded (planner.h).
+Prompt session_source_prompt(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                             const std::string& text, const VideoCodes* video);
+
 struct AskResult {
   GenerationResult generation;
   std::int64_t reused_tokens = 0;  // prompt tokens found already in the cache

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -81,6 +82,19 @@ class Session {
   // prompt); cancelling keeps what was ingested. Prefill runs in the session's prefill_chunk.
   AskResult ask(std::string_view question, const GenerationOptions& options,
                 const TokenCallback& on_token = {}, const ProgressCallback& prefill_progress = {});
+
+  // Snapshots (design.md step 6: reopening a chat is instant). save() writes the KV cache and
+  // the tokens it holds to `file` atomically, format "lwm-kv-snapshot" version 1: "LWMKVSNP",
+  // u32 version, u32 n + JSON header (the model's config, tokens, row width), the tokens, their
+  // vision mask, each layer's keys and values (float32), and the SHA-256 of all of it.
+  void save(const std::filesystem::path& file) const;
+  // Loads a snapshot into this session and returns the tokens it now holds: the snapshot's tokens
+  // as far as they agree with this session's source (tokens of another source are never used).
+  // Throws Error(io) for a missing file, Error(file_format) for a file that is not a snapshot, is
+  // truncated or corrupt, or was made by a model with another config (naming the field), and
+  // Error(out_of_memory) when it holds more tokens than this session's context; after a failure
+  // the session holds nothing cached (as when created) and works as before.
+  std::int64_t restore(const std::filesystem::path& file);
 
  private:
   Session(const Model& model, const Tokenizer& tokenizer, const ChatTemplate& chat_template,

@@ -268,17 +268,32 @@ void VideoCodeCache::mark_complete(const FrameSamplingReport& report) {
   complete_ = true;
 }
 
-VideoTokens tokenize_video_cached(const std::filesystem::path& path, const Vqgan& vqgan,
-                                  FrameSamplingOptions sampling,
-                                  const std::filesystem::path& cache_dir,
-                                  std::string content_sha256, std::int64_t frames_per_batch) {
+std::string bytes_sha256(std::string_view bytes) { return sha256_hex(bytes); }
+
+std::filesystem::path session_snapshot_path(const std::filesystem::path& cache_dir,
+                                            const std::string& source_sha256,
+                                            const ModelConfig& config,
+                                            const std::string& template_name) {
+  return cache_dir / (sha256_hex(source_sha256 + "\n" + template_name + "\n" +
+                                 config.to_json().dump()) +
+                      ".lwmkv");
+}
+
+CachedVideoTokens tokenize_video_cached(const std::filesystem::path& path, const Vqgan& vqgan,
+                                        FrameSamplingOptions sampling,
+                                        const std::filesystem::path& cache_dir,
+                                        std::string content_sha256,
+                                        std::int64_t frames_per_batch) {
   if (content_sha256.empty()) content_sha256 = file_sha256(path);
   const VqganConfig& config = vqgan.config();
   sampling.resolution = static_cast<int>(config.resolution);
   const auto cache =
       VideoCodeCache::open(cache_dir, VideoCacheKey::make(content_sha256, sampling, vqgan),
                            config.tokens_per_frame(), static_cast<std::int32_t>(config.num_embeddings));
-  VideoTokens out;
+  CachedVideoTokens result;
+  result.frames_from_cache = cache->frames();
+  result.cache_file = cache->path();
+  VideoTokens& out = result.tokens;
   if (cache->complete()) {
     out.report = cache->report();
     out.report.info.path = path;
@@ -300,7 +315,7 @@ VideoTokens tokenize_video_cached(const std::filesystem::path& path, const Vqgan
   out.codes.vocabulary.codebook_size = static_cast<std::int32_t>(config.num_embeddings);
   out.codes.codes = cache->codes();
   for (const auto& frame : cache->cached_frames()) out.frames.push_back(frame.location);
-  return out;
+  return result;
 }
 
 }  // namespace lwm

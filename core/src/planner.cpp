@@ -381,6 +381,37 @@ std::vector<PlannedFrame> plan_frames(const VideoSourceInfo& video, std::int64_t
   return out;
 }
 
+VideoSourceInfo video_source_info(const VideoInfo& probe) {
+  VideoSourceInfo video;
+  video.duration_seconds = probe.duration_seconds;
+  video.frame_rate = probe.average_frame_rate > 0 ? probe.average_frame_rate : probe.real_frame_rate;
+  video.frame_count = probe.frame_count;
+  video.width = probe.width;
+  video.height = probe.height;
+  return video;
+}
+
+PlanRequest plan_request_for_video(const ModelConfig& model, const VqganConfig& vqgan,
+                                   const Tokenizer& tokenizer, const VideoInfo& probe,
+                                   const std::string& template_name) {
+  PlanRequest request;
+  request.model = model;
+  request.vqgan = vqgan;
+  request.layout = video_prompt_layout(tokenizer, vqgan, template_name);
+  request.video = video_source_info(probe);
+  return request;
+}
+
+PlanRequest plan_request_for_text(const ModelConfig& model, const Tokenizer& tokenizer,
+                                  const std::string& text, const std::string& template_name) {
+  PlanRequest request;
+  request.model = model;
+  request.text = TextSourceInfo{};
+  request.text->source_tokens = text_source_tokens(tokenizer, text, template_name);
+  request.text->bytes = static_cast<std::int64_t>(text.size());
+  return request;
+}
+
 IngestPlan plan_ingest(const PlanRequest& request) {
   if (request.video.has_value() == request.text.has_value()) {
     throw Error(ErrorKind::invalid_argument, "a plan needs exactly one source: a video or a text");

@@ -215,7 +215,9 @@ TEST(VideoCodeCache, CancelledTokenizationResumesFromTheCachedFrames) {
     EXPECT_EQ(cache->codes(), std::vector<std::int32_t>(expected.codes.codes.begin(),
                                                         expected.codes.codes.begin() + cached * 64));
   }
-  const VideoTokens resumed = tokenize_video_cached(clip, *vqgan, sampling, cache_dir, {}, 2);
+  const auto cached_run = tokenize_video_cached(clip, *vqgan, sampling, cache_dir, {}, 2);
+  EXPECT_EQ(cached_run.frames_from_cache, cached);
+  const VideoTokens& resumed = cached_run.tokens;
   EXPECT_EQ(resumed.codes.codes, expected.codes.codes);
   ASSERT_EQ(resumed.frames.size(), expected.frames.size());
   for (std::size_t f = 0; f < resumed.frames.size(); ++f) {
@@ -232,12 +234,12 @@ TEST(VideoCodeCache, CancelledTokenizationResumesFromTheCachedFrames) {
     cache->append({0, expected.frames[0]}, std::span(planted).first(64));
     cache->append({1, expected.frames[1]}, std::span(planted).last(64));
   }
-  const VideoTokens mixed = tokenize_video_cached(clip, *vqgan, sampling, planted_dir, {}, 3);
+  const VideoTokens mixed = tokenize_video_cached(clip, *vqgan, sampling, planted_dir, {}, 3).tokens;
   std::vector<std::int32_t> want = planted;
   want.insert(want.end(), expected.codes.codes.begin() + 128, expected.codes.codes.end());
   EXPECT_EQ(mixed.codes.codes, want);
   // A complete cache decodes nothing and answers the same.
-  const VideoTokens again = tokenize_video_cached(clip, *vqgan, sampling, planted_dir, {}, 3);
+  const VideoTokens again = tokenize_video_cached(clip, *vqgan, sampling, planted_dir, {}, 3).tokens;
   EXPECT_EQ(again.codes.codes, want);
   EXPECT_EQ(again.report.samples_planned, 7);
   EXPECT_EQ(again.report.frames_decoded, 0);

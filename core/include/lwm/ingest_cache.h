@@ -18,8 +18,10 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "lwm/model_config.h"
 #include "lwm/progress.h"
 #include "lwm/source_map.h"
 #include "lwm/video.h"
@@ -96,10 +98,26 @@ class VideoCodeCache {
 // frame is appended as soon as its batch is encoded, and a cancel or kill keeps what was done.
 // `content_sha256` is file_sha256(path), passed in so callers that hashed already need not again
 // (empty: hashed here).
-VideoTokens tokenize_video_cached(const std::filesystem::path& path, const Vqgan& vqgan,
-                                  FrameSamplingOptions sampling,
-                                  const std::filesystem::path& cache_dir,
-                                  std::string content_sha256 = {},
-                                  std::int64_t frames_per_batch = 4);
+struct CachedVideoTokens {
+  VideoTokens tokens;
+  std::int64_t frames_from_cache = 0;  // frames found in the cache, not encoded by this call
+  std::filesystem::path cache_file;
+};
+CachedVideoTokens tokenize_video_cached(const std::filesystem::path& path, const Vqgan& vqgan,
+                                        FrameSamplingOptions sampling,
+                                        const std::filesystem::path& cache_dir,
+                                        std::string content_sha256 = {},
+                                        std::int64_t frames_per_batch = 4);
+
+// Lowercase hex SHA-256 of bytes in memory (an inline prompt's text, say).
+std::string bytes_sha256(std::string_view bytes);
+
+// Where the ingest cache keeps the KV snapshot (Session::save) of a session over a source with
+// content hash `source_sha256`, for a model with `config` and a template: one file per
+// combination, so reopening the same source with the same model is instant.
+std::filesystem::path session_snapshot_path(const std::filesystem::path& cache_dir,
+                                            const std::string& source_sha256,
+                                            const ModelConfig& config,
+                                            const std::string& template_name);
 
 }  // namespace lwm

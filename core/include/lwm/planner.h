@@ -15,6 +15,7 @@
 #include "lwm/devices.h"
 #include "lwm/model_config.h"
 #include "lwm/tokenizer.h"
+#include "lwm/video.h"
 #include "lwm/vqgan.h"
 
 namespace lwm {
@@ -141,6 +142,15 @@ struct IngestPlan {
   int gpus_that_fit = -1;  // how many of the machine's GPUs (largest first) would hold it
   std::optional<StageSeconds> seconds;  // absent when no throughput is known for the devices
 };
+
+// Requests with the source and layout filled in (the caller sets the choices and devices):
+// a video from its probe and the model's VQGAN config, a text with its exact token count.
+VideoSourceInfo video_source_info(const VideoInfo& probe);
+PlanRequest plan_request_for_video(const ModelConfig& model, const VqganConfig& vqgan,
+                                   const Tokenizer& tokenizer, const VideoInfo& probe,
+                                   const std::string& template_name = {});
+PlanRequest plan_request_for_text(const ModelConfig& model, const Tokenizer& tokenizer,
+                                  const std::string& text, const std::string& template_name = {});
 
 // Throws Error(invalid_argument) for an impossible request (no source or two, a video without a
 // VQGAN, non-positive frames or rates, no device); everything that is merely too big is a plan

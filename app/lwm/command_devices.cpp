@@ -30,9 +30,8 @@ void run_devices(bool json) {
       }
       devices.push_back(entry);
     }
-    const nlohmann::json out = {{"devices", devices},
-                                {"cuda_built", list.cuda_built},
-                                {"cuda_status", list.cuda_status}};
+    const nlohmann::json out = {
+        {"devices", devices}, {"cuda_built", list.cuda_built}, {"cuda_status", list.cuda_status}};
     std::cout << out.dump(2) << '\n';
     return;
   }

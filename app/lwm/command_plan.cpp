@@ -30,7 +30,9 @@ struct PlanOptions {
   bool json = false;
 };
 
-std::string seconds_text(double seconds) { return format_duration(seconds); }
+std::string seconds_text(double seconds) {
+  return format_duration(seconds);
+}
 
 void print_plan(const PlanRequest& request, const IngestPlan& plan, const std::string& source) {
   std::printf("source     %s\n", source.c_str());
@@ -47,7 +49,8 @@ void print_plan(const PlanRequest& request, const IngestPlan& plan, const std::s
       std::snprintf(text, sizeof text, ", ... %.2f s", plan.frames.back().time_seconds);
       times += text;
     }
-    std::printf("frames     %s (%s): %s\n", format_count(static_cast<std::int64_t>(plan.frames.size())).c_str(),
+    std::printf("frames     %s (%s): %s\n",
+                format_count(static_cast<std::int64_t>(plan.frames.size())).c_str(),
                 request.fps > 0 ? "rate" : "uniform", times.c_str());
   }
   std::printf("tokens     %s%s source tokens", plan.tokens_exact ? "" : "about ",
@@ -60,14 +63,12 @@ void print_plan(const PlanRequest& request, const IngestPlan& plan, const std::s
   std::printf("KV cache   %s, %s per token\n", to_string(request.kv_precision),
               format_bytes(plan.kv_bytes_per_token).c_str());
   for (const auto& device : plan.devices) {
-    std::printf("%-10s weights %s + KV cache %s (%s tokens) + work %s = %s of %s free: %s\n",
-                device.device.c_str(), format_bytes(device.weight_bytes).c_str(),
-                format_bytes(device.kv_cache_bytes).c_str(),
-                format_count(device.context_tokens).c_str(),
-                format_bytes(device.workspace_bytes).c_str(),
-                format_bytes(device.total_bytes).c_str(),
-                format_bytes(device.available_bytes).c_str(),
-                device.fits ? "fits" : "does not fit");
+    std::printf(
+        "%-10s weights %s + KV cache %s (%s tokens) + work %s = %s of %s free: %s\n",
+        device.device.c_str(), format_bytes(device.weight_bytes).c_str(),
+        format_bytes(device.kv_cache_bytes).c_str(), format_count(device.context_tokens).c_str(),
+        format_bytes(device.workspace_bytes).c_str(), format_bytes(device.total_bytes).c_str(),
+        format_bytes(device.available_bytes).c_str(), device.fits ? "fits" : "does not fit");
   }
   if (plan.seconds) {
     std::printf("time       about %s: decoding %s, tokenizing %s, prefill %s\n",
@@ -78,7 +79,8 @@ void print_plan(const PlanRequest& request, const IngestPlan& plan, const std::s
   } else {
     std::printf("time       unknown (no throughput measured for these devices)\n");
   }
-  std::printf("verdict    %s\n", plan.fits ? "fits" : (plan.problem + " " + plan.suggestion).c_str());
+  std::printf("verdict    %s\n",
+              plan.fits ? "fits" : (plan.problem + " " + plan.suggestion).c_str());
 }
 
 nlohmann::json plan_json(const PlanRequest& request, const IngestPlan& plan) {
@@ -145,26 +147,26 @@ void run_plan(const PlanOptions& options, bool has_video, bool has_book) {
                       "' is a text-only model; a video needs a vision-language model");
     }
     const VideoInfo probe = probe_video(options.video);
-    request = plan_request_for_video(model, VqganConfig::load(options.model_dir), tokenizer,
-                                     probe, options.template_name);
+    request = plan_request_for_video(model, VqganConfig::load(options.model_dir), tokenizer, probe,
+                                     options.template_name);
     char text[160];
-    std::snprintf(text, sizeof text, ": %.1f s at %.3g fps, %s frames, %dx%d", probe.duration_seconds,
-                  request.video->frame_rate, format_count(probe.frame_count).c_str(), probe.width,
-                  probe.height);
+    std::snprintf(text, sizeof text, ": %.1f s at %.3g fps, %s frames, %dx%d",
+                  probe.duration_seconds, request.video->frame_rate,
+                  format_count(probe.frame_count).c_str(), probe.width, probe.height);
     source = "video '" + options.video + "'" + text;
   } else {
     const Book book = load_book(options.book);
     request = plan_request_for_text(model, tokenizer, book.text,
                                     options.template_name.empty() ? "" : options.template_name);
-    source = std::string(to_string(book.format)) + " '" + options.book + "': " +
-             format_count(static_cast<std::int64_t>(book.text.size())) + " bytes of text";
+    source = std::string(to_string(book.format)) + " '" + options.book +
+             "': " + format_count(static_cast<std::int64_t>(book.text.size())) + " bytes of text";
   }
   const DeviceList devices = list_devices();
   request.devices = parse_device_list(options.devices, devices);
   request.all_devices = devices.devices;
-  request.kv_precision = !options.kv_cache.empty()   ? parse_kv_precision(options.kv_cache)
+  request.kv_precision = !options.kv_cache.empty() ? parse_kv_precision(options.kv_cache)
                          : request.devices.kind == DeviceKind::cuda ? KvPrecision::bf16
-                                                                     : KvPrecision::f32;
+                                                                    : KvPrecision::f32;
   request.frames = options.frames;
   request.fps = options.fps;
   request.context = options.context;
@@ -216,9 +218,8 @@ Command add_plan_command(CLI::App& parent) {
       ->capture_default_str();
   app->add_option("--template", options->template_name, "Chat template (as lwm ask)");
   app->add_flag("--json", options->json, "Print JSON instead of a table");
-  return {app, [options, video, book] {
-            run_plan(*options, video->count() > 0, book->count() > 0);
-          }};
+  return {app,
+          [options, video, book] { run_plan(*options, video->count() > 0, book->count() > 0); }};
 }
 
 }  // namespace lwm::cli

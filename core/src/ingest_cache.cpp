@@ -80,8 +80,8 @@ std::string read_whole(const std::filesystem::path& path) {
 std::string file_sha256(const std::filesystem::path& file, const ProgressCallback& progress) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
-    throw Error(ErrorKind::io, "cannot read '" + file.string() + "' to hash it: " +
-                                   std::strerror(errno));
+    throw Error(ErrorKind::io,
+                "cannot read '" + file.string() + "' to hash it: " + std::strerror(errno));
   }
   std::error_code size_error;
   const auto size = std::filesystem::file_size(file, size_error);
@@ -145,8 +145,9 @@ std::unique_ptr<VideoCodeCache> VideoCodeCache::open(const std::filesystem::path
                                                      std::int64_t codes_per_frame,
                                                      std::int32_t codebook_size) {
   if (codes_per_frame <= 0 || codebook_size <= 0) {
-    throw Error(ErrorKind::invalid_argument, "video code cache: codes per frame and codebook size "
-                                             "must be positive");
+    throw Error(ErrorKind::invalid_argument,
+                "video code cache: codes per frame and codebook size "
+                "must be positive");
   }
   std::error_code error;
   std::filesystem::create_directories(dir, error);
@@ -176,8 +177,9 @@ std::unique_ptr<VideoCodeCache> VideoCodeCache::open(const std::filesystem::path
       }
       const std::size_t payload = good + 8;
       if (kind == kFrameRecord && size == frame_payload) {
-        CachedFrame frame{get<std::int64_t>(bytes, payload),
-                          {get<double>(bytes, payload + 16), get<std::int64_t>(bytes, payload + 8)}};
+        CachedFrame frame{
+            get<std::int64_t>(bytes, payload),
+            {get<double>(bytes, payload + 16), get<std::int64_t>(bytes, payload + 8)}};
         if (!cache->frames_.empty() && frame.sample_index <= cache->frames_.back().sample_index) {
           break;
         }
@@ -211,8 +213,7 @@ std::unique_ptr<VideoCodeCache> VideoCodeCache::open(const std::filesystem::path
   }
   cache->fd_ = ::open(cache->path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   if (cache->fd_ < 0) io_error("open", cache->path_);
-  if (good > 0 && good < bytes.size() &&
-      ::ftruncate(cache->fd_, static_cast<off_t>(good)) != 0) {
+  if (good > 0 && good < bytes.size() && ::ftruncate(cache->fd_, static_cast<off_t>(good)) != 0) {
     io_error("truncate the torn end of", cache->path_);
   }
   return cache;
@@ -236,8 +237,8 @@ void VideoCodeCache::write_record(std::uint32_t kind, const std::string& payload
 
 void VideoCodeCache::append(const CachedFrame& frame, std::span<const std::int32_t> codes) {
   if (complete_) {
-    throw Error(ErrorKind::invalid_argument, "the ingest cache '" + path_.string() +
-                                                 "' is complete; it takes no more frames");
+    throw Error(ErrorKind::invalid_argument,
+                "the ingest cache '" + path_.string() + "' is complete; it takes no more frames");
   }
   if (static_cast<std::int64_t>(codes.size()) != codes_per_frame_ ||
       (!frames_.empty() && frame.sample_index <= frames_.back().sample_index)) {
@@ -268,28 +269,29 @@ void VideoCodeCache::mark_complete(const FrameSamplingReport& report) {
   complete_ = true;
 }
 
-std::string bytes_sha256(std::string_view bytes) { return sha256_hex(bytes); }
+std::string bytes_sha256(std::string_view bytes) {
+  return sha256_hex(bytes);
+}
 
 std::filesystem::path session_snapshot_path(const std::filesystem::path& cache_dir,
                                             const std::string& source_sha256,
                                             const ModelConfig& config,
                                             const std::string& template_name) {
-  return cache_dir / (sha256_hex(source_sha256 + "\n" + template_name + "\n" +
-                                 config.to_json().dump()) +
-                      ".lwmkv");
+  return cache_dir /
+         (sha256_hex(source_sha256 + "\n" + template_name + "\n" + config.to_json().dump()) +
+          ".lwmkv");
 }
 
 CachedVideoTokens tokenize_video_cached(const std::filesystem::path& path, const Vqgan& vqgan,
                                         FrameSamplingOptions sampling,
                                         const std::filesystem::path& cache_dir,
-                                        std::string content_sha256,
-                                        std::int64_t frames_per_batch) {
+                                        std::string content_sha256, std::int64_t frames_per_batch) {
   if (content_sha256.empty()) content_sha256 = file_sha256(path);
   const VqganConfig& config = vqgan.config();
   sampling.resolution = static_cast<int>(config.resolution);
-  const auto cache =
-      VideoCodeCache::open(cache_dir, VideoCacheKey::make(content_sha256, sampling, vqgan),
-                           config.tokens_per_frame(), static_cast<std::int32_t>(config.num_embeddings));
+  const auto cache = VideoCodeCache::open(
+      cache_dir, VideoCacheKey::make(content_sha256, sampling, vqgan), config.tokens_per_frame(),
+      static_cast<std::int32_t>(config.num_embeddings));
   CachedVideoTokens result;
   result.frames_from_cache = cache->frames();
   result.cache_file = cache->path();
@@ -298,8 +300,7 @@ CachedVideoTokens tokenize_video_cached(const std::filesystem::path& path, const
     out.report = cache->report();
     out.report.info.path = path;
   } else {
-    const std::int64_t skip =
-        cache->frames() > 0 ? cache->cached_frames().back().sample_index : -1;
+    const std::int64_t skip = cache->frames() > 0 ? cache->cached_frames().back().sample_index : -1;
     out.report = detail::encode_video_frames(
         path, vqgan, sampling, frames_per_batch, skip,
         [&](std::span<const detail::EncodedFrame> frames, std::span<const std::int32_t> codes) {

@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <numeric>
 
+#include "byte_units.h"
 #include "lwm/error.h"
 #include "lwm/sequence_parallel.h"
 #include "lwm/session.h"
@@ -27,13 +28,9 @@
 namespace lwm {
 namespace {
 
-std::string gib(std::int64_t bytes) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.2f GiB", static_cast<double>(bytes) / (1u << 30));
-  return text;
+std::string count(std::int64_t n) {
+  return std::to_string(n);
 }
-
-std::string count(std::int64_t n) { return std::to_string(n); }
 
 // Bytes of the model's weights on a device of `kind`.
 std::int64_t model_weight_bytes(const PlanRequest& request, DeviceKind kind) {
@@ -52,7 +49,8 @@ std::int64_t prefill_workspace_bytes(const ModelConfig& model, std::int64_t chun
 // The VQGAN's live activations for tokenize_video's batches of 4 frames: about three tensors of
 // the first level's width at full resolution per frame.
 std::int64_t vqgan_workspace_bytes(const VqganConfig& vqgan) {
-  const std::int64_t per_frame = vqgan.resolution * vqgan.resolution * vqgan.level_channels(0) * 4 * 3;
+  const std::int64_t per_frame =
+      vqgan.resolution * vqgan.resolution * vqgan.level_channels(0) * 4 * 3;
   return std::min<std::int64_t>(4 * per_frame, VqganRunOptions{}.memory_budget_bytes);
 }
 
@@ -90,13 +88,12 @@ Core evaluate(const PlanRequest& request, std::int64_t frame_count) {
   } else {
     core.source_tokens =
         request.layout.fixed_tokens +
-        static_cast<std::int64_t>(std::ceil(static_cast<double>(request.text->bytes) /
-                                            request.text->bytes_per_token));
+        static_cast<std::int64_t>(
+            std::ceil(static_cast<double>(request.text->bytes) / request.text->bytes_per_token));
   }
   const std::int64_t limit = model.max_sequence_length;
-  core.context = request.context > 0
-                     ? request.context
-                     : std::min(core.source_tokens + request.answer_reserve, limit);
+  core.context = request.context > 0 ? request.context
+                                     : std::min(core.source_tokens + request.answer_reserve, limit);
 
   const DeviceSelection& selection = request.devices;
   const int ranks = selection.ranks;
@@ -124,11 +121,11 @@ Core evaluate(const PlanRequest& request, std::int64_t frame_count) {
     plan.fits = device.available_bytes < 0 || plan.total_bytes <= device.available_bytes;
     if (!plan.fits && memory_fits) {
       memory_fits = false;
-      memory_problem = plan.device + " needs " + gib(plan.total_bytes) + " (weights " +
-                       gib(plan.weight_bytes) + ", " + to_string(request.kv_precision) +
-                       " KV cache " + gib(plan.kv_cache_bytes) + " for " +
+      memory_problem = plan.device + " needs " + gib_text(plan.total_bytes) + " (weights " +
+                       gib_text(plan.weight_bytes) + ", " + to_string(request.kv_precision) +
+                       " KV cache " + gib_text(plan.kv_cache_bytes) + " for " +
                        count(plan.context_tokens) + " tokens) but has " +
-                       gib(device.available_bytes) + " free";
+                       gib_text(device.available_bytes) + " free";
     }
     core.devices.push_back(std::move(plan));
   }
@@ -136,9 +133,8 @@ Core evaluate(const PlanRequest& request, std::int64_t frame_count) {
     core.problem = "a context of " + count(core.context) +
                    " tokens is more than the model's maximum sequence length of " + count(limit);
   } else if (core.source_tokens >= core.context) {
-    core.problem = "the source is " + count(core.source_tokens) +
-                   " tokens but the context holds " + count(core.context) +
-                   (request.context > 0 ? "" : " (the model's maximum)");
+    core.problem = "the source is " + count(core.source_tokens) + " tokens but the context holds " +
+                   count(core.context) + (request.context > 0 ? "" : " (the model's maximum)");
   } else if (!memory_fits) {
     core.problem = memory_problem;
   }
@@ -167,8 +163,8 @@ std::int64_t largest_fitting(std::int64_t low, std::int64_t high, Fits&& fits) {
 void suggest(const PlanRequest& request, IngestPlan& plan) {
   std::vector<std::string> options;
   const auto fits_with = [&](const PlanRequest& changed) {
-    return evaluate(changed, request.video ? frame_count_for(changed, changed.frames, changed.fps)
-                                           : 0)
+    return evaluate(changed,
+                    request.video ? frame_count_for(changed, changed.frames, changed.fps) : 0)
         .fits;
   };
   if (request.video) {
@@ -256,8 +252,9 @@ void suggest(const PlanRequest& request, IngestPlan& plan) {
     }
   }
   if (options.empty()) {
-    plan.suggestion = "Nothing on this machine would hold it: choose a model with a longer context "
-                      "or use a machine with more memory.";
+    plan.suggestion =
+        "Nothing on this machine would hold it: choose a model with a longer context "
+        "or use a machine with more memory.";
     return;
   }
   plan.suggestion = "It would fit with " + options.front();
@@ -271,11 +268,11 @@ StageSeconds estimate_seconds(const PlanRequest& request, const IngestPlan& plan
   if (request.video) {
     const VideoSourceInfo& video = *request.video;
     const auto samples = static_cast<std::int64_t>(plan.frames.size());
-    const std::int64_t decoded =
-        std::min(video.frame_count, samples * std::max<std::int64_t>(speed.frames_decoded_per_sample, 1));
-    seconds.decoding = static_cast<double>(video.frame_count) / speed.index_frames_per_second +
-                       static_cast<double>(decoded) * video.width * video.height /
-                           speed.decode_pixels_per_second;
+    const std::int64_t decoded = std::min(
+        video.frame_count, samples * std::max<std::int64_t>(speed.frames_decoded_per_sample, 1));
+    seconds.decoding =
+        static_cast<double>(video.frame_count) / speed.index_frames_per_second +
+        static_cast<double>(decoded) * video.width * video.height / speed.decode_pixels_per_second;
     seconds.tokenizing = static_cast<double>(samples) * request.vqgan->encode_flops_per_frame() /
                          speed.vqgan_flops_per_second;
   }
@@ -384,7 +381,8 @@ std::vector<PlannedFrame> plan_frames(const VideoSourceInfo& video, std::int64_t
 VideoSourceInfo video_source_info(const VideoInfo& probe) {
   VideoSourceInfo video;
   video.duration_seconds = probe.duration_seconds;
-  video.frame_rate = probe.average_frame_rate > 0 ? probe.average_frame_rate : probe.real_frame_rate;
+  video.frame_rate =
+      probe.average_frame_rate > 0 ? probe.average_frame_rate : probe.real_frame_rate;
   video.frame_count = probe.frame_count;
   video.width = probe.width;
   video.height = probe.height;

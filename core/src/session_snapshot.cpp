@@ -36,7 +36,8 @@ class HashingWriter {
 
 class HashingReader {
  public:
-  explicit HashingReader(const std::filesystem::path& file) : path_(file), in_(file, std::ios::binary) {
+  explicit HashingReader(const std::filesystem::path& file)
+      : path_(file), in_(file, std::ios::binary) {
     if (!in_) {
       throw Error(ErrorKind::io, "cannot open the session snapshot '" + file.string() + "'");
     }
@@ -49,7 +50,8 @@ class HashingReader {
   void check_digest() {
     std::array<std::uint8_t, 32> stored{};
     in_.read(reinterpret_cast<char*>(stored.data()), stored.size());
-    if (static_cast<std::size_t>(in_.gcount()) != stored.size()) corrupt("it ends early (truncated)");
+    if (static_cast<std::size_t>(in_.gcount()) != stored.size())
+      corrupt("it ends early (truncated)");
     if (stored != hash_.finish()) corrupt("its checksum does not match (corrupt)");
     if (in_.peek() != std::char_traits<char>::eof()) corrupt("it has bytes after its checksum");
   }

@@ -56,10 +56,11 @@ TEST(Sha256, FilesAgreeWithPythonHashlib) {
     for (auto& byte : bytes) byte = static_cast<char>(rng());
     const auto file = dir / "data.bin";
     write_bytes(file, bytes);
-    const auto python = test::run_command(
-        "'" + test::test_python().string() +
-        "' -c \"import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())\" '" +
-        file.string() + "'");
+    const auto python =
+        test::run_command("'" + test::test_python().string() +
+                          "' -c \"import hashlib,sys; "
+                          "print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())\" '" +
+                          file.string() + "'");
     ASSERT_EQ(python.exit_code, 0) << python.output;
     EXPECT_EQ(file_sha256(file) + "\n", python.output) << size << " bytes";
   }
@@ -113,15 +114,17 @@ TEST(VideoCodeCache, KeepsExactlyTheIntactFramesOfAFileCutAnywhere) {
     auto cache = VideoCodeCache::open(dir.path(), key, kCodesPerFrame, kCodebook);
     ASSERT_EQ(cache->frames(), expected);
     EXPECT_FALSE(cache->complete());
-    EXPECT_EQ(cache->codes(), std::vector<std::int32_t>(all_codes.begin(),
-                                                        all_codes.begin() + expected * kCodesPerFrame));
+    EXPECT_EQ(cache->codes(),
+              std::vector<std::int32_t>(all_codes.begin(),
+                                        all_codes.begin() + expected * kCodesPerFrame));
     for (std::int64_t f = 0; f < expected; ++f) {
       EXPECT_EQ(cache->cached_frames()[static_cast<std::size_t>(f)].sample_index, 2 * f);
       EXPECT_EQ(cache->cached_frames()[static_cast<std::size_t>(f)].location.frame, 3 * f);
     }
     // The torn tail is gone from the file, and appending goes on from the last intact frame.
-    EXPECT_EQ(std::filesystem::file_size(path),
-              cut < record_ends[0] ? record_ends[0] : record_ends[static_cast<std::size_t>(expected)]);
+    EXPECT_EQ(
+        std::filesystem::file_size(path),
+        cut < record_ends[0] ? record_ends[0] : record_ends[static_cast<std::size_t>(expected)]);
     cache->append({100, {9.0, 99}}, random_codes(rng));
     cache.reset();
     EXPECT_EQ(VideoCodeCache::open(dir.path(), key, kCodesPerFrame, kCodebook)->frames(),
@@ -163,7 +166,8 @@ TEST(VideoCodeCache, CompleteMarkerKeysAndBadInput) {
   EXPECT_EQ(cache->report().frames_in_video, 40);
   EXPECT_EQ(cache->report().warnings.size(), 1u);
   // Another source, sampling or VQGAN is another file.
-  EXPECT_EQ(VideoCodeCache::open(dir.path(), test_key("b"), kCodesPerFrame, kCodebook)->frames(), 0);
+  EXPECT_EQ(VideoCodeCache::open(dir.path(), test_key("b"), kCodesPerFrame, kCodebook)->frames(),
+            0);
   VideoCacheKey other = key;
   other.sampling = "uniform:9@32";
   EXPECT_NE(other.digest(), key.digest());
@@ -186,7 +190,8 @@ TEST(VideoCodeCache, CancelledTokenizationResumesFromTheCachedFrames) {
   test::TempDir dir;
   const auto clip = dir / "clip.mkv";
   ASSERT_EQ(test::run_command("ffmpeg -loglevel error -f lavfi -i testsrc2=size=96x64:rate=8 -t 3 "
-                              "-c:v ffv1 '" + clip.string() + "'")
+                              "-c:v ffv1 '" +
+                              clip.string() + "'")
                 .exit_code,
             0);
   VqganMakerOptions maker;
@@ -202,8 +207,9 @@ TEST(VideoCodeCache, CancelledTokenizationResumesFromTheCachedFrames) {
   const auto cache_dir = dir / "cache";
   FrameSamplingOptions cancelling = sampling;
   cancelling.progress = [](const Progress& progress) { return progress.done < 5; };
-  EXPECT_EQ(capture_error([&] { tokenize_video_cached(clip, *vqgan, cancelling, cache_dir, {}, 2); })
-                .kind(),
+  EXPECT_EQ(capture_error([&] {
+              tokenize_video_cached(clip, *vqgan, cancelling, cache_dir, {}, 2);
+            }).kind(),
             ErrorKind::cancelled);
   const VideoCacheKey key = VideoCacheKey::make(file_sha256(clip), sampling, *vqgan);
   std::int64_t cached = 0;
@@ -212,8 +218,9 @@ TEST(VideoCodeCache, CancelledTokenizationResumesFromTheCachedFrames) {
     cached = cache->frames();
     EXPECT_GE(cached, 2);
     EXPECT_LT(cached, 7);
-    EXPECT_EQ(cache->codes(), std::vector<std::int32_t>(expected.codes.codes.begin(),
-                                                        expected.codes.codes.begin() + cached * 64));
+    EXPECT_EQ(cache->codes(),
+              std::vector<std::int32_t>(expected.codes.codes.begin(),
+                                        expected.codes.codes.begin() + cached * 64));
   }
   const auto cached_run = tokenize_video_cached(clip, *vqgan, sampling, cache_dir, {}, 2);
   EXPECT_EQ(cached_run.frames_from_cache, cached);
@@ -234,12 +241,14 @@ TEST(VideoCodeCache, CancelledTokenizationResumesFromTheCachedFrames) {
     cache->append({0, expected.frames[0]}, std::span(planted).first(64));
     cache->append({1, expected.frames[1]}, std::span(planted).last(64));
   }
-  const VideoTokens mixed = tokenize_video_cached(clip, *vqgan, sampling, planted_dir, {}, 3).tokens;
+  const VideoTokens mixed =
+      tokenize_video_cached(clip, *vqgan, sampling, planted_dir, {}, 3).tokens;
   std::vector<std::int32_t> want = planted;
   want.insert(want.end(), expected.codes.codes.begin() + 128, expected.codes.codes.end());
   EXPECT_EQ(mixed.codes.codes, want);
   // A complete cache decodes nothing and answers the same.
-  const VideoTokens again = tokenize_video_cached(clip, *vqgan, sampling, planted_dir, {}, 3).tokens;
+  const VideoTokens again =
+      tokenize_video_cached(clip, *vqgan, sampling, planted_dir, {}, 3).tokens;
   EXPECT_EQ(again.codes.codes, want);
   EXPECT_EQ(again.report.samples_planned, 7);
   EXPECT_EQ(again.report.frames_decoded, 0);

@@ -75,7 +75,8 @@ TEST(Planner, VideoTokensEqualTheSessionsOnRandomShapes) {
     ModelMakerOptions maker;
     maker.config = ModelConfig::preset("tiny");
     maker.config.vocab_size = test::kTestVocabSize;
-    maker.config.vision_vocab_size = vqgan.num_embeddings + 2 + static_cast<std::int64_t>(rng() % 5);
+    maker.config.vision_vocab_size =
+        vqgan.num_embeddings + 2 + static_cast<std::int64_t>(rng() % 5);
     maker.config.max_sequence_length = 2048;
     maker.seed = rng();
     const auto model_dir = dir / ("model" + std::to_string(trial));
@@ -106,9 +107,9 @@ TEST(Planner, VideoTokensEqualTheSessionsOnRandomShapes) {
     SCOPED_TRACE("trial " + std::to_string(trial));
     ASSERT_EQ(static_cast<std::int64_t>(plan.frames.size()), frames);
     EXPECT_EQ(plan.source_tokens, session->plan().source_tokens);
-    EXPECT_EQ(plan.vision_tokens, static_cast<std::int64_t>(
-                                      session->source_prompt().frames().size()) *
-                                      (codes.codes_per_frame + 1));
+    EXPECT_EQ(plan.vision_tokens,
+              static_cast<std::int64_t>(session->source_prompt().frames().size()) *
+                  (codes.codes_per_frame + 1));
     EXPECT_EQ(plan.context, session->plan().context);
     ASSERT_EQ(plan.devices.size(), 1u);
     EXPECT_EQ(plan.devices[0].kv_cache_bytes, session->plan().kv_cache_bytes);
@@ -270,8 +271,8 @@ TEST(Planner, SuggestsMoreGpusAndShardsTheSequence) {
   ASSERT_GT(plan.gpus_that_fit, 1) << plan.suggestion;
   // The suggested set (largest free memory first) fits, one GPU fewer does not.
   request.devices = parse_device_list(
-      std::vector<std::string>{"", "", "cuda:0,1", "cuda:0,1,3", "cuda:0,1,2,3"}
-          [static_cast<std::size_t>(plan.gpus_that_fit)],
+      std::vector<std::string>{"", "", "cuda:0,1", "cuda:0,1,3",
+                               "cuda:0,1,2,3"}[static_cast<std::size_t>(plan.gpus_that_fit)],
       list);
   const IngestPlan sharded = plan_ingest(request);
   EXPECT_TRUE(sharded.fits) << sharded.problem;
@@ -279,10 +280,9 @@ TEST(Planner, SuggestsMoreGpusAndShardsTheSequence) {
       << plan.suggestion;
   // Weights on every GPU, the KV cache split: every rank holds about context / P rows.
   for (const auto& device : sharded.devices) {
-    EXPECT_EQ(device.weight_bytes, sharded.devices.back().weight_bytes +
-                                       (&device == &sharded.devices.front()
-                                            ? request.vqgan->parameter_count() * 4
-                                            : 0));
+    EXPECT_EQ(device.weight_bytes,
+              sharded.devices.back().weight_bytes +
+                  (&device == &sharded.devices.front() ? request.vqgan->parameter_count() * 4 : 0));
     EXPECT_LE(device.context_tokens * plan.gpus_that_fit, sharded.context + 4 * plan.gpus_that_fit);
     EXPECT_GE(device.context_tokens * plan.gpus_that_fit, sharded.context);
   }
@@ -396,8 +396,7 @@ TEST(Devices, ParsesChoicesAndNamesWhatExists) {
                                 "cpu:257", "cuda:0,", ""}) {
     const Error error = capture_error([&] { parse_device_list(bad, list); });
     EXPECT_EQ(error.kind(), ErrorKind::invalid_argument) << bad;
-    EXPECT_NE(std::string(error.what()).find("cuda:0, cuda:1"), std::string::npos)
-        << error.what();
+    EXPECT_NE(std::string(error.what()).find("cuda:0, cuda:1"), std::string::npos) << error.what();
   }
   const DeviceList none = machine({});
   const Error error = capture_error([&] { parse_device_list("cuda:0", none); });

@@ -16,13 +16,14 @@ const char* to_string(DeviceKind kind) noexcept;  // "cpu" / "cuda"
 
 struct DeviceInfo {
   DeviceKind kind = DeviceKind::cpu;
-  int index = 0;           // CUDA device ordinal; 0 for the CPU
-  std::string name;        // "Intel(R) Xeon(R) ...", "NVIDIA H100 80GB HBM3"
-  int cores = 0;           // CPU: hardware threads; CUDA: streaming multiprocessors
-  int compute_major = 0;   // CUDA compute capability (9.0 for an H100); 0 for the CPU
+  int index = 0;          // CUDA device ordinal; 0 for the CPU
+  std::string name;       // "Intel(R) Xeon(R) ...", "NVIDIA H100 80GB HBM3"
+  int cores = 0;          // CPU: hardware threads; CUDA: streaming multiprocessors
+  int compute_major = 0;  // CUDA compute capability (9.0 for an H100); 0 for the CPU
   int compute_minor = 0;
-  std::int64_t total_bytes = 0;      // physical memory (MemTotal) or GPU memory
-  std::int64_t available_bytes = 0;  // what can be allocated now (MemAvailable, or cudaMemGetInfo free)
+  std::int64_t total_bytes = 0;  // physical memory (MemTotal) or GPU memory
+  std::int64_t available_bytes =
+      0;  // what can be allocated now (MemAvailable, or cudaMemGetInfo free)
 
   std::string id() const;  // "cpu" or "cuda:<index>", as parse_device_list() reads it
 };
@@ -44,8 +45,8 @@ DeviceList list_devices();
 // one memory); `cuda:A,B,...` one rank per listed GPU; `cuda` every GPU.
 struct DeviceSelection {
   DeviceKind kind = DeviceKind::cpu;
-  int ranks = 1;                     // sequence-parallel ranks (P of the ring)
-  std::vector<DeviceInfo> devices;   // the CPU once, or each chosen GPU in the order given
+  int ranks = 1;                    // sequence-parallel ranks (P of the ring)
+  std::vector<DeviceInfo> devices;  // the CPU once, or each chosen GPU in the order given
 
   std::string to_string() const;  // "cpu", "cpu:4", "cuda:0,1"
 };

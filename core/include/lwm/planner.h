@@ -23,7 +23,7 @@ namespace lwm {
 // How the KV cache is stored. int8 keeps one float32 scale per token, layer and key/value head
 // beside the 8-bit values (issue 3's per-block scales, one block per head row).
 enum class KvPrecision { f32, bf16, int8 };
-const char* to_string(KvPrecision precision) noexcept;  // "f32", "bf16", "int8"
+const char* to_string(KvPrecision precision) noexcept;    // "f32", "bf16", "int8"
 KvPrecision parse_kv_precision(const std::string& name);  // throws Error(invalid_argument)
 // K and V of one token over every layer.
 std::int64_t kv_bytes_per_token(const ModelConfig& config, KvPrecision precision) noexcept;
@@ -105,8 +105,8 @@ struct PlannedFrame {
 };
 
 struct DevicePlan {
-  std::string device;  // "cpu", "cuda:1"
-  int ranks = 1;       // sequence-parallel ranks it runs (cpu:N runs N in one memory)
+  std::string device;               // "cpu", "cuda:1"
+  int ranks = 1;                    // sequence-parallel ranks it runs (cpu:N runs N in one memory)
   std::int64_t context_tokens = 0;  // KV-cache rows it holds
   std::int64_t weight_bytes = 0;    // model (and, on the first device of a video, the VQGAN)
   std::int64_t kv_cache_bytes = 0;
@@ -127,8 +127,8 @@ struct IngestPlan {
   std::vector<PlannedFrame> frames;  // empty for text
   std::int64_t source_tokens = 0;    // the session's question-independent prompt
   std::int64_t vision_tokens = 0;
-  bool tokens_exact = true;          // false when a text's tokens were estimated from bytes
-  std::int64_t context = 0;          // KV-cache capacity over all ranks
+  bool tokens_exact = true;  // false when a text's tokens were estimated from bytes
+  std::int64_t context = 0;  // KV-cache capacity over all ranks
   std::int64_t kv_bytes_per_token = 0;
   std::vector<DevicePlan> devices;
   bool fits = false;

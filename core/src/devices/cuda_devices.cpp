@@ -1,10 +1,10 @@
 // GPUs through the CUDA runtime API (linked statically; the driver is loaded at run time, so a
 // machine without one gets a reason, not a failure to start).
+#include "devices/cuda_devices.h"
+
 #include <cuda_runtime_api.h>
 
 #include <string>
-
-#include "devices/cuda_devices.h"
 
 namespace lwm::detail {
 namespace {
@@ -20,9 +20,9 @@ void add_cuda_devices(DeviceList& list) {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess || count == 0) {
-    list.cuda_status = std::string("no CUDA device: ") +
-                       (status != cudaSuccess ? cudaGetErrorString(status)
-                                              : "the driver reports no GPU");
+    list.cuda_status =
+        std::string("no CUDA device: ") +
+        (status != cudaSuccess ? cudaGetErrorString(status) : "the driver reports no GPU");
     return;
   }
   int driver = 0;

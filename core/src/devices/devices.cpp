@@ -75,7 +75,9 @@ std::vector<DeviceInfo> DeviceList::gpus() const {
   return out;
 }
 
-std::int64_t available_memory_bytes() { return meminfo_bytes("MemAvailable:"); }
+std::int64_t available_memory_bytes() {
+  return meminfo_bytes("MemAvailable:");
+}
 
 DeviceList list_devices() {
   DeviceList list;

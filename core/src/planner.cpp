@@ -213,7 +213,7 @@ void suggest(const PlanRequest& request, IngestPlan& plan) {
       plan.source_tokens < request.model.max_sequence_length) {
     PlanRequest larger = request;
     larger.context = 0;
-    if (fits_with(larger)) options.push_back("the automatic context (no --context)");
+    if (fits_with(larger)) options.push_back("the context sized automatically (source + answer room)");
   }
   for (const KvPrecision smaller : {KvPrecision::bf16, KvPrecision::int8}) {
     if (kv_bytes_per_token(request.model, smaller) >=
@@ -245,7 +245,7 @@ void suggest(const PlanRequest& request, IngestPlan& plan) {
       changed.devices.ranks = static_cast<int>(k);
       if (fits_with(changed)) {
         plan.gpus_that_fit = static_cast<int>(k);
-        options.push_back(count(static_cast<std::int64_t>(k)) + " GPUs (--devices " +
+        options.push_back(count(static_cast<std::int64_t>(k)) + " GPUs (" +
                           changed.devices.to_string() + ")");
         break;
       }

@@ -29,6 +29,9 @@ void add_cuda_devices(DeviceList& list) {
   int runtime = 0;
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
+  // cudaMemGetInfo reports on the current device; the caller's current device is put back after.
+  int previous_device = 0;
+  cudaGetDevice(&previous_device);
   std::string problems;
   int listed = 0;
   for (int index = 0; index < count; ++index) {
@@ -56,6 +59,7 @@ void add_cuda_devices(DeviceList& list) {
     list.devices.push_back(std::move(info));
     ++listed;
   }
+  cudaSetDevice(previous_device);
   list.cuda_status = (listed == 0 ? std::string("no CUDA device: ") : std::string()) +
                      std::to_string(listed) + " CUDA device" + (listed == 1 ? "" : "s") +
                      " (driver " + version_text(driver) + ", runtime " + version_text(runtime) +

@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "lwm/book.h"
 #include "lwm/chat_template.h"
+#include "lwm/devices.h"
 #include "lwm/generation.h"
 #include "lwm/ingest_cache.h"
 #include "lwm/kv_cache.h"
@@ -37,6 +38,7 @@ struct AskOptions {
   std::int64_t context = 0;
   std::string video;
   std::string cache_dir;  // non-empty: resumable ingest and KV snapshots there
+  std::string devices = "cpu";
   std::int64_t frames = 8;  // uniform samples (spec §3.1: LWM's chat default)
   double fps = 0.0;         // > 0: sample at this rate instead
   bool has_book = false;    // given, even if empty
@@ -198,8 +200,8 @@ void run_video_ask(const AskOptions& options);
 void ingest_through_cache(Session& session, const AskOptions& options, const ModelConfig& config,
                           const std::string& source_sha256) {
   if (options.cache_dir.empty()) return;
-  const auto snapshot = session_snapshot_path(options.cache_dir, source_sha256, config,
-                                              session.chat_template().name);
+  const auto snapshot =
+      session_snapshot_path(options.cache_dir, source_sha256, config, session.chat_template().name);
   std::error_code ec;
   if (std::filesystem::exists(snapshot, ec)) {
     try {
@@ -228,6 +230,7 @@ void run_ask(const AskOptions& options) {
     throw Error(ErrorKind::invalid_argument,
                 "give exactly one of --book FILE, --video FILE or --prompt TEXT");
   }
+  check_session_devices(parse_device_list(options.devices, list_devices()));
   if (options.has_video) return run_video_ask(options);
   const std::string template_name = !options.template_name.empty()
                                         ? options.template_name
@@ -380,6 +383,10 @@ Command add_ask_command(CLI::App& parent) {
       ->excludes(frames)
       ->check(CLI::Range(1e-6, 1000.0));
   app->add_option("--question", options->question, "The question")->required();
+  app->add_option("--devices", options->devices,
+                  "Where to run: cpu (see lwm devices; GPUs and cpu:N are refused by name until "
+                  "this build can run sessions there, never replaced by the CPU)")
+      ->capture_default_str();
   app->add_option("--cache-dir", options->cache_dir,
                   "Keep the ingest here: a video's codes frame by frame (a cancelled or killed "
                   "run resumes from the last complete frame) and the source's KV cache (asking "

@@ -43,6 +43,21 @@ Prompt question_independent_prefix(const Prompt& a, const Prompt& b) {
 
 }  // namespace
 
+void check_session_devices(const DeviceSelection& devices) {
+  if (devices.kind == DeviceKind::cuda) {
+    throw Error(ErrorKind::unsupported,
+                "sessions cannot run on " + devices.to_string() +
+                    " yet: this build has no CUDA backend for the model (only the device list); "
+                    "use --devices cpu, and see lwm plan for what the GPUs would hold");
+  }
+  if (devices.ranks > 1) {
+    throw Error(ErrorKind::unsupported,
+                "sessions cannot run on " + devices.to_string() +
+                    " yet: sequence-parallel sessions are not wired to the session API; use "
+                    "--devices cpu");
+  }
+}
+
 const char* default_session_template(bool video) noexcept {
   return video ? "video-chat-media-first" : "document-qa";
 }

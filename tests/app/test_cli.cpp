@@ -462,7 +462,12 @@ TEST_F(CliTest, DevicesListTheCpuAndSayWhyThereIsNoGpu) {
     expect_failure(run_lwm("plan " + model_arg() + " --book " +
                            quoted(lwm::test::sample_text_file()) + " --devices cuda:0"),
                    1, "cpu, cpu:N");
+    expect_failure(run_lwm("ask " + model_arg() + " --prompt Hi --question Why? --devices cuda:1"),
+                   1, "the devices here are cpu, cpu:N");
   }
+  // Devices a session cannot use yet are refused by name, not replaced by the CPU.
+  expect_failure(run_lwm("ask " + model_arg() + " --prompt Hi --question Why? --devices cpu:2"), 2,
+                 "sessions cannot run on cpu:2");
 }
 
 TEST_F(CliTest, PlanShowsTokensMemoryAndTimeAndSaysWhatWouldFit) {

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "lwm/chat_template.h"
+#include "lwm/devices.h"
 #include "lwm/generation.h"
 #include "lwm/kv_cache.h"
 #include "lwm/model.h"
@@ -39,6 +40,11 @@ struct SessionPlan {
   std::int64_t context = 0;        // KV-cache capacity
   std::int64_t kv_cache_bytes = 0;
 };
+
+// Throws Error(unsupported) saying what is missing when a session cannot run on `devices` in this
+// build. Today sessions run on the CPU as one rank; GPUs (the CUDA backend, issue 3) and several
+// ranks (sequence-parallel sessions, issue 4) are refused by name, never replaced by the CPU.
+void check_session_devices(const DeviceSelection& devices);
 
 // The template a session uses when SessionOptions::template_name is empty.
 const char* default_session_template(bool video) noexcept;

@@ -298,6 +298,12 @@ TEST(SessionSnapshot, RestoredSessionAnswersWithoutPrefillingTheSource) {
   EXPECT_GE(again.reused_tokens, reopened->plan().source_tokens);
   EXPECT_EQ(again.generation.tokens, answer.generation.tokens);
 
+  // A session that holds nothing saves and restores nothing.
+  const auto empty = dir / "empty.kv";
+  Session::for_text(*model, test_tokenizer(), kBook)->save(empty);
+  EXPECT_EQ(reopened->restore(empty), 0);
+  EXPECT_EQ(reopened->cached_tokens(), 0);
+
   // Another source keeps only what the two share (the template's start), never foreign tokens.
   const auto other = Session::for_text(*model, test_tokenizer(), "A different book entirely.");
   const std::int64_t kept = other->restore(snapshot);

@@ -11,7 +11,9 @@
 #include "commands.h"
 #include "lwm/book.h"
 #include "lwm/chat_template.h"
+#include "lwm/devices.h"
 #include "lwm/generation.h"
+#include "lwm/ingest_cache.h"
 #include "lwm/kv_cache.h"
 #include "lwm/session.h"
 #include "lwm/source_map.h"
@@ -35,6 +37,8 @@ struct AskOptions {
   std::int64_t prefill_chunk = 512;
   std::int64_t context = 0;
   std::string video;
+  std::string cache_dir;  // non-empty: resumable ingest and KV snapshots there
+  std::string devices = "cpu";
   std::int64_t frames = 8;  // uniform samples (spec §3.1: LWM's chat default)
   double fps = 0.0;         // > 0: sample at this rate instead
   bool has_book = false;    // given, even if empty
@@ -125,9 +129,6 @@ const ChatTemplate& choose_template(const std::string& name) {
   return chosen;
 }
 
-// Context kept free beyond the answer for the question and the template's words after the source.
-constexpr std::int64_t kQuestionAllowance = 256;
-
 using AnswerRunner = std::function<GenerationResult(const GenerationOptions&, const TokenCallback&,
                                                     const ProgressCallback&)>;
 
@@ -194,12 +195,42 @@ void stream_answer(const AskOptions& options, const AnswerRunner& run) {
 
 void run_video_ask(const AskOptions& options);
 
+// --cache-dir: restores the session's KV snapshot for this source and model when there is one,
+// else ingests the source (Ctrl-C stops between chunks) and saves the snapshot for next time.
+void ingest_through_cache(Session& session, const AskOptions& options, const ModelConfig& config,
+                          const std::string& source_sha256) {
+  if (options.cache_dir.empty()) return;
+  const auto snapshot =
+      session_snapshot_path(options.cache_dir, source_sha256, config, session.chat_template().name);
+  std::error_code ec;
+  if (std::filesystem::exists(snapshot, ec)) {
+    try {
+      const std::int64_t restored = session.restore(snapshot);
+      std::fprintf(stderr, "lwm: %s of %s source tokens restored from '%s'\n",
+                   format_count(restored).c_str(),
+                   format_count(session.plan().source_tokens).c_str(), snapshot.c_str());
+    } catch (const Error& error) {
+      if (error.kind() != ErrorKind::file_format) throw;
+      std::fprintf(stderr, "lwm: warning: %s; it will be written again\n", error.what());
+    }
+  }
+  if (session.cached_tokens() >= session.plan().source_tokens) return;
+  ProgressBar bar("ingest", "tok");
+  session.ingest([&](const Progress& progress) {
+    bar.update(progress);
+    return !InterruptGuard::interrupted();
+  });
+  bar.finish();
+  session.save(snapshot);
+}
+
 void run_ask(const AskOptions& options) {
   const bool from_book = options.has_book;
   if (int{from_book} + int{options.has_prompt} + int{options.has_video} != 1) {
     throw Error(ErrorKind::invalid_argument,
                 "give exactly one of --book FILE, --video FILE or --prompt TEXT");
   }
+  check_session_devices(parse_device_list(options.devices, list_devices()));
   if (options.has_video) return run_video_ask(options);
   const std::string template_name = !options.template_name.empty()
                                         ? options.template_name
@@ -236,6 +267,10 @@ void run_ask(const AskOptions& options) {
                format_count(session->plan().source_tokens).c_str(),
                format_count(session->plan().context).c_str(),
                format_bytes(session->plan().kv_cache_bytes).c_str());
+  if (!options.cache_dir.empty()) {
+    ingest_through_cache(*session, options, model->config(),
+                         from_book ? file_sha256(options.book) : bytes_sha256(text));
+  }
   stream_answer(options, [&](const GenerationOptions& generation, const TokenCallback& on_token,
                              const ProgressCallback& on_prefill) {
     return session->ask(options.question, generation, on_token, on_prefill).generation;
@@ -268,7 +303,18 @@ void run_video_ask(const AskOptions& options) {
     frames_bar.update(progress);
     return !InterruptGuard::interrupted();
   };
-  const VideoTokens video = tokenize_video(options.video, *vqgan, sampling);
+  std::string video_sha256;
+  const VideoTokens video = [&] {
+    if (options.cache_dir.empty()) return tokenize_video(options.video, *vqgan, sampling);
+    video_sha256 = file_sha256(options.video);
+    const CachedVideoTokens cached =
+        tokenize_video_cached(options.video, *vqgan, sampling, options.cache_dir, video_sha256);
+    frames_bar.finish();
+    std::fprintf(stderr, "lwm: %s of %s frames from the ingest cache '%s'\n",
+                 format_count(cached.frames_from_cache).c_str(),
+                 format_count(cached.tokens.codes.frames()).c_str(), cached.cache_file.c_str());
+    return cached.tokens;
+  }();
   frames_bar.finish();
   for (const auto& warning : video.report.warnings) {
     std::fprintf(stderr, "lwm: warning: %s\n", warning.c_str());
@@ -285,6 +331,7 @@ void run_video_ask(const AskOptions& options) {
                format_count(session->plan().source_tokens).c_str(),
                format_count(session->plan().context).c_str(),
                format_bytes(session->plan().kv_cache_bytes).c_str());
+  ingest_through_cache(*session, options, model->config(), video_sha256);
   if (options.show_sources) {
     SourceMap sources;
     add_video_frames(sources, sources.add_video(options.video), session->source_prompt(), video);
@@ -336,6 +383,14 @@ Command add_ask_command(CLI::App& parent) {
       ->excludes(frames)
       ->check(CLI::Range(1e-6, 1000.0));
   app->add_option("--question", options->question, "The question")->required();
+  app->add_option("--devices", options->devices,
+                  "Where to run: cpu (see lwm devices; GPUs and cpu:N are refused by name until "
+                  "this build can run sessions there, never replaced by the CPU)")
+      ->capture_default_str();
+  app->add_option("--cache-dir", options->cache_dir,
+                  "Keep the ingest here: a video's codes frame by frame (a cancelled or killed "
+                  "run resumes from the last complete frame) and the source's KV cache (asking "
+                  "again about the same source with the same model skips its prefill)");
   app->add_flag("--show-sources", options->show_sources,
                 "Print on stderr which prompt tokens hold which chapter (or page) of the book, or "
                 "which frame (and its time) of the video");

@@ -26,6 +26,12 @@ Command add_info_command(CLI::App& parent);
 Command add_score_command(CLI::App& parent);
 Command add_make_model_command(CLI::App& parent);
 Command add_convert_command(CLI::App& parent);
+Command add_devices_command(CLI::App& parent);
+Command add_plan_command(CLI::App& parent);
+
+// Context kept free beyond the answer for the question and the template's words after the source
+// (lwm ask and lwm plan size the context alike).
+inline constexpr std::int64_t kQuestionAllowance = 256;
 
 // The "Exit codes:" paragraph shown at the end of every --help.
 const std::string& exit_codes_help();

@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
 
   const std::vector<Command> commands = {add_ask_command(app), add_info_command(app),
                                          add_score_command(app), add_make_model_command(app),
-                                         add_convert_command(app)};
+                                         add_convert_command(app), add_devices_command(app),
+                                         add_plan_command(app)};
   for (const auto& command : commands) command.app->footer(exit_codes_help());
 
   // CLI11 would only say that a subcommand is required; name the unknown one instead.

@@ -1,33 +1,11 @@
 #include "lwm/kv_cache.h"
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
+#include "byte_units.h"
 #include "lwm/error.h"
 
 namespace lwm {
-namespace {
-
-std::string gib(std::int64_t bytes) {
-  std::ostringstream out;
-  out.precision(2);
-  out << std::fixed << static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0) << " GiB";
-  return out.str();
-}
-
-}  // namespace
-
-std::int64_t available_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  std::int64_t value = 0;
-  std::string unit;
-  while (meminfo >> key >> value >> unit) {
-    if (key == "MemAvailable:") return value * 1024;
-  }
-  return -1;  // unknown (not Linux): callers treat it as "no limit known"
-}
 
 KVCache::KVCache(const ModelConfig& config, std::int64_t capacity) : capacity_(capacity) {
   if (capacity <= 0) {
@@ -37,8 +15,8 @@ KVCache::KVCache(const ModelConfig& config, std::int64_t capacity) : capacity_(c
   const std::int64_t available = available_memory_bytes();
   if (available >= 0 && needed > available) {
     throw Error(ErrorKind::out_of_memory,
-                "a KV cache for " + std::to_string(capacity) + " tokens needs " + gib(needed) + " but only " +
-                    gib(available) + " of memory is available; use a shorter context (at most about " +
+                "a KV cache for " + std::to_string(capacity) + " tokens needs " + gib_text(needed) + " but only " +
+                    gib_text(available) + " of memory is available; use a shorter context (at most about " +
                     std::to_string(available / config.kv_bytes_per_token(DType::f32)) + " tokens)");
   }
   const auto row = static_cast<std::size_t>(config.num_kv_heads * config.head_dim());

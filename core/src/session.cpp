@@ -43,9 +43,38 @@ Prompt question_independent_prefix(const Prompt& a, const Prompt& b) {
 
 }  // namespace
 
+void check_session_devices(const DeviceSelection& devices) {
+  if (devices.kind == DeviceKind::cuda) {
+    throw Error(ErrorKind::unsupported,
+                "sessions cannot run on " + devices.to_string() +
+                    " yet: this build has no CUDA backend for the model (only the device list); "
+                    "use --devices cpu, and see lwm plan for what the GPUs would hold");
+  }
+  if (devices.ranks > 1) {
+    throw Error(ErrorKind::unsupported,
+                "sessions cannot run on " + devices.to_string() +
+                    " yet: sequence-parallel sessions are not wired to the session API; use "
+                    "--devices cpu");
+  }
+}
+
+const char* default_session_template(bool video) noexcept {
+  return video ? "video-chat-media-first" : "document-qa";
+}
+
+Prompt session_source_prompt(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                             const std::string& text, const VideoCodes* video) {
+  const auto render_with = [&](std::string_view question) {
+    return render_prompt(chat_template, tokenizer, template_fields(chat_template, text, question),
+                         video);
+  };
+  return question_independent_prefix(render_with("A"), render_with("B"));
+}
+
 std::unique_ptr<Session> Session::for_text(const Model& model, const Tokenizer& tokenizer,
                                            std::string text, const SessionOptions& options) {
-  return create(model, tokenizer, "document-qa", std::move(text), std::nullopt, options);
+  return create(model, tokenizer, default_session_template(false), std::move(text), std::nullopt,
+                options);
 }
 
 std::unique_ptr<Session> Session::for_video(const Model& model, const Tokenizer& tokenizer,
@@ -56,7 +85,7 @@ std::unique_ptr<Session> Session::for_video(const Model& model, const Tokenizer&
                     "' is a text-only model; a video needs a vision-language model (its "
                     "config has vision_vocab_size)");
   }
-  return create(model, tokenizer, "video-chat-media-first", {}, std::move(video), options);
+  return create(model, tokenizer, default_session_template(true), {}, std::move(video), options);
 }
 
 std::unique_ptr<Session> Session::create(const Model& model, const Tokenizer& tokenizer,
@@ -89,7 +118,7 @@ Session::Session(const Model& model, const Tokenizer& tokenizer, const ChatTempl
       text_(std::move(text)),
       video_(std::move(video)),
       options_(options),
-      source_(question_independent_prefix(render("A"), render("B"))),
+      source_(session_source_prompt(chat_template, tokenizer, text_, video_ ? &*video_ : nullptr)),
       plan_([&] {
         const std::int64_t model_limit = model.config().max_sequence_length;
         SessionPlan plan;

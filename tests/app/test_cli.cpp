@@ -439,4 +439,202 @@ TEST_F(CliTest, ConvertTuxCheckpointScoresLikeTheOriginal) {
   EXPECT_FALSE(std::filesystem::exists(scratch("never")));
 }
 
+TEST_F(CliTest, DevicesListTheCpuAndSayWhyThereIsNoGpu) {
+  std::string out;
+  const CommandResult table = run_lwm("devices", &out);
+  ASSERT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_EQ(out.rfind("cpu ", 0), 0u) << out;
+  EXPECT_NE(out.find("free of"), std::string::npos) << out;
+  const CommandResult json = run_lwm("devices --json", &out);
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  const auto parsed = nlohmann::json::parse(out);
+  ASSERT_FALSE(parsed["devices"].empty());
+  EXPECT_EQ(parsed["devices"][0]["id"], "cpu");
+  EXPECT_GT(parsed["devices"][0]["available_bytes"].get<std::int64_t>(), 0);
+  bool has_gpu = false;
+  for (const auto& device : parsed["devices"]) has_gpu = has_gpu || device["kind"] == "cuda";
+  const std::string status = parsed["cuda_status"];
+  if (!has_gpu) {
+    EXPECT_TRUE(status.rfind("no CUDA device: ", 0) == 0 ||
+                status.rfind("built without CUDA", 0) == 0)
+        << status;
+    // Never a silent fallback: asking for a GPU that is not there names what there is.
+    expect_failure(run_lwm("plan " + model_arg() + " --book " +
+                           quoted(lwm::test::sample_text_file()) + " --devices cuda:0"),
+                   1, "cpu, cpu:N");
+    expect_failure(run_lwm("ask " + model_arg() + " --prompt Hi --question Why? --devices cuda:1"),
+                   1, "the devices here are cpu, cpu:N");
+  }
+  // Devices a session cannot use yet are refused by name, not replaced by the CPU.
+  expect_failure(run_lwm("ask " + model_arg() + " --prompt Hi --question Why? --devices cpu:2"), 2,
+                 "sessions cannot run on cpu:2");
+}
+
+TEST_F(CliTest, PlanShowsTokensMemoryAndTimeAndSaysWhatWouldFit) {
+  std::string out;
+  const std::string book = " --book " + quoted(lwm::test::sample_text_file());
+  const CommandResult fits = run_lwm("plan " + model_arg() + book + " --json", &out);
+  ASSERT_EQ(fits.exit_code, 0) << fits.output;
+  const auto plan = nlohmann::json::parse(out);
+  EXPECT_TRUE(plan["fits"].get<bool>());
+  EXPECT_TRUE(plan["tokens_exact"].get<bool>());
+  const std::int64_t source = plan["source_tokens"];
+  EXPECT_GT(source, 100);
+  EXPECT_EQ(plan["devices"][0]["device"], "cpu");
+  EXPECT_GT(plan["seconds"]["prefill"].get<double>(), 0.0);
+  // The plan's token count is what lwm ask then prefills before the question.
+  const CommandResult asked =
+      run_lwm("ask " + model_arg() + book + " --question 'Who?' --max-tokens 2");
+  ASSERT_EQ(asked.exit_code, 0) << asked.output;
+  const std::string plain = std::to_string(source);
+  std::string digits;  // with thousands separators, as lwm prints counts
+  for (std::size_t i = 0; i < plain.size(); ++i) {
+    if (i > 0 && (plain.size() - i) % 3 == 0) digits.push_back(',');
+    digits.push_back(plain[i]);
+  }
+  EXPECT_NE(asked.output.find("lwm: " + digits + " prompt tokens before the question"),
+            std::string::npos)
+      << digits << "\n" << asked.output;
+
+  // A context smaller than the book: exit code 3, the reason, and what would fit.
+  const CommandResult small = run_lwm("plan " + model_arg() + book + " --context 64 --devices cpu:2",
+                                      &out);
+  expect_failure(small, 3, "It does not fit");
+  EXPECT_NE(small.output.find("a text of at most"), std::string::npos) << small.output;
+  EXPECT_NE(out.find("verdict"), std::string::npos) << out;
+  EXPECT_NE(out.find("cpu "), std::string::npos) << out;
+
+  expect_failure(run_lwm("plan " + model_arg() + book + " --kv-cache fp4"), 1, "kv-cache");
+  expect_failure(run_lwm("plan " + model_arg() + book + " --devices tpu:1"), 1, "tpu");
+  expect_failure(run_lwm("plan " + model_arg()), 1, "--video FILE or --book FILE");
+  expect_failure(run_lwm("plan " + model_arg() + " --book " + quoted(scratch("none.txt"))), 2,
+                 "none.txt");
+}
+
+TEST_F(CliTest, PlanAndCachedAskOfAVideo) {
+  if (std::system("ffmpeg -version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no ffmpeg CLI";
+  const auto clip = scratch("cached-clip.mp4");
+  ASSERT_EQ(run_command("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x120:rate=10 -t 4 "
+                        "-pix_fmt yuv420p " + quoted(clip)).exit_code, 0);
+  const auto vl = scratch("cached-vision-model");
+  ASSERT_EQ(run_command(lwm_cli() + " make-model --out " + quoted(vl) +
+                        " --preset tiny-vision --vqgan tiny --seed 4 --train-tokenizer " +
+                        quoted(lwm::test::sample_text_file()) + " --vocab 512")
+                .exit_code,
+            0);
+  std::string out;
+  const CommandResult planned =
+      run_lwm("plan --model " + quoted(vl) + " --video " + quoted(clip) + " --frames 4 --json", &out);
+  ASSERT_EQ(planned.exit_code, 0) << planned.output;
+  const auto plan = nlohmann::json::parse(out);
+  ASSERT_EQ(plan["frames"].size(), 4u);
+  // 40 frames sampled 4 times by LWM's rule (spec §3.1): 0, 13, 26, 39.
+  EXPECT_EQ(plan["frames"][1]["frame"], 13);
+  EXPECT_EQ(plan["frames"][3]["frame"], 39);
+  const std::int64_t source = plan["source_tokens"];
+
+  // Too many frames for the model's 2,048 tokens: the largest count that fits is suggested.
+  const CommandResult dense =
+      run_lwm("plan --model " + quoted(vl) + " --video " + quoted(clip) + " --fps 10 --json", &out);
+  EXPECT_EQ(dense.exit_code, 3) << dense.output;
+  const auto too_many = nlohmann::json::parse(out);
+  const std::int64_t most = too_many["max_frames"];
+  ASSERT_GT(most, 4);
+  EXPECT_EQ(run_lwm("plan --model " + quoted(vl) + " --video " + quoted(clip) + " --frames " +
+                    std::to_string(most)).exit_code, 0);
+  EXPECT_EQ(run_lwm("plan --model " + quoted(vl) + " --video " + quoted(clip) + " --frames " +
+                    std::to_string(most + 1)).exit_code, 3);
+
+  const auto cache = scratch("ingest-cache");
+  const std::string ask = "ask --model " + quoted(vl) + " --video " + quoted(clip) +
+                          " --frames 4 --question 'What is shown?' --max-tokens 4 --cache-dir " +
+                          quoted(cache);
+  std::string first_answer;
+  const CommandResult first = run_lwm(ask, &first_answer);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_NE(first.output.find("0 of 4 frames from the ingest cache"), std::string::npos)
+      << first.output;
+  EXPECT_NE(first.output.find(std::to_string(source) + " video tokens"), std::string::npos)
+      << first.output;
+  std::string second_answer;
+  const CommandResult second = run_lwm(ask, &second_answer);
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_NE(second.output.find("4 of 4 frames from the ingest cache"), std::string::npos)
+      << second.output;
+  EXPECT_NE(second.output.find(std::to_string(source) + " of " + std::to_string(source) +
+                               " source tokens restored"),
+            std::string::npos)
+      << second.output;
+  EXPECT_EQ(second_answer, first_answer);
+  // A corrupt snapshot is a warning and is written again; the answer does not change.
+  for (const auto& entry : std::filesystem::directory_iterator(cache)) {
+    if (entry.path().extension() == ".lwmkv") write_file(entry.path(), "garbage");
+  }
+  std::string third_answer;
+  const CommandResult third = run_lwm(ask, &third_answer);
+  ASSERT_EQ(third.exit_code, 0) << third.output;
+  EXPECT_NE(third.output.find("lwm: warning: session snapshot"), std::string::npos)
+      << third.output;
+  EXPECT_EQ(third_answer, first_answer);
+}
+
+TEST_F(CliTest, KilledVideoIngestResumesFromTheCachedFrames) {
+  if (std::system("ffmpeg -version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no ffmpeg CLI";
+  const auto clip = scratch("killed-clip.mp4");
+  ASSERT_EQ(run_command("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x120:rate=10 -t 4 "
+                        "-pix_fmt yuv420p " + quoted(clip)).exit_code, 0);
+  const auto vl = scratch("killed-vision-model");
+  ASSERT_EQ(run_command(lwm_cli() + " make-model --out " + quoted(vl) +
+                        " --preset tiny-vision --vqgan tiny --seed 6 --train-tokenizer " +
+                        quoted(lwm::test::sample_text_file()) + " --vocab 512")
+                .exit_code,
+            0);
+  const auto cache = scratch("killed-cache");
+  const std::string model = vl.string();
+  const std::string video = clip.string();
+  const std::string cache_dir = cache.string();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(null_fd, STDOUT_FILENO);
+    ::dup2(null_fd, STDERR_FILENO);
+    ::execl(LWM_CLI, LWM_CLI, "ask", "--model", model.c_str(), "--video", video.c_str(),
+            "--frames", "24", "--question", "Why?", "--max-tokens", "4", "--cache-dir",
+            cache_dir.c_str(), nullptr);
+    ::_exit(127);
+  }
+  // SIGKILL as soon as the first batch of frames is in the cache file: no handler runs.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  bool started = false;
+  while (!started && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(cache, ec)) {
+      started = started || (entry.path().extension() == ".lwmcodes" &&
+                            std::filesystem::file_size(entry.path(), ec) >= 1000);
+    }
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(started) << "the cache never received a frame";
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the ask finished before it could be killed";
+
+  const std::string ask = "ask --model " + quoted(vl) + " --video " + quoted(clip) +
+                          " --frames 24 --question Why? --max-tokens 4";
+  std::string fresh_answer;
+  ASSERT_EQ(run_lwm(ask, &fresh_answer).exit_code, 0);
+  std::string resumed_answer;
+  const CommandResult resumed = run_lwm(ask + " --cache-dir " + quoted(cache), &resumed_answer);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  const auto at = resumed.output.find(" of 24 frames from the ingest cache");
+  ASSERT_NE(at, std::string::npos) << resumed.output;
+  const auto begin = resumed.output.rfind("lwm: ", at) + 5;
+  const int from_cache = std::stoi(resumed.output.substr(begin, at - begin));
+  EXPECT_GE(from_cache, 1) << resumed.output;
+  EXPECT_LT(from_cache, 24) << resumed.output;
+  EXPECT_EQ(resumed_answer, fresh_answer);
+}
+
 }  // namespace

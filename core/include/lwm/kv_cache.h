@@ -35,7 +35,8 @@ class KVCache {
   std::vector<std::vector<float>> values_;
 };
 
-// Bytes of memory the machine can give us now (MemAvailable), for planning.
+// Bytes of memory the machine can give us now (MemAvailable), for planning; defined with the
+// device list (devices.cpp).
 std::int64_t available_memory_bytes();
 
 }  // namespace lwm

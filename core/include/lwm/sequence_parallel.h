@@ -37,6 +37,8 @@ class SequenceParallelRank {
   // KV-cache bytes one rank needs for a context of `capacity` tokens over `world_size` ranks.
   static std::int64_t kv_bytes_per_rank(const ModelConfig& config, std::int64_t capacity,
                                         int world_size);
+  // KV-cache rows one rank allocates for a context of `capacity` tokens over `world_size` ranks.
+  static std::int64_t local_capacity(std::int64_t capacity, int world_size);
 
   // Collective: runs `tokens` at positions size() … size()+n−1. Logits as Model::forward (the
   // last token's row, or every token's row in sequence order), identical on every rank.
@@ -53,7 +55,6 @@ class SequenceParallelRank {
   void truncate(std::int64_t size);
 
  private:
-  static std::int64_t local_capacity(std::int64_t capacity, int world_size);
   void prefill_step(std::span<const std::int32_t> tokens, LogitsFor which,
                     std::vector<float>* logits);
   void decode_step(std::int32_t token, LogitsFor which, std::vector<float>* logits);

@@ -5,12 +5,14 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "lwm/chat_template.h"
+#include "lwm/devices.h"
 #include "lwm/generation.h"
 #include "lwm/kv_cache.h"
 #include "lwm/model.h"
@@ -38,6 +40,20 @@ struct SessionPlan {
   std::int64_t context = 0;        // KV-cache capacity
   std::int64_t kv_cache_bytes = 0;
 };
+
+// Throws Error(unsupported) saying what is missing when a session cannot run on `devices` in this
+// build. Today sessions run on the CPU as one rank; GPUs (the CUDA backend, issue 3) and several
+// ranks (sequence-parallel sessions, issue 4) are refused by name, never replaced by the CPU.
+void check_session_devices(const DeviceSelection& devices);
+
+// The template a session uses when SessionOptions::template_name is empty.
+const char* default_session_template(bool video) noexcept;
+
+// The question-independent prompt a session over `text` (or `video`, with empty text) ingests:
+// what Session::source_prompt() holds and plan().source_tokens counts. Cheap (tokenizing only),
+// for plans made before a model is loaded (planner.h).
+Prompt session_source_prompt(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
+                             const std::string& text, const VideoCodes* video);
 
 struct AskResult {
   GenerationResult generation;
@@ -72,6 +88,19 @@ class Session {
   // prompt); cancelling keeps what was ingested. Prefill runs in the session's prefill_chunk.
   AskResult ask(std::string_view question, const GenerationOptions& options,
                 const TokenCallback& on_token = {}, const ProgressCallback& prefill_progress = {});
+
+  // Snapshots (design.md step 6: reopening a chat is instant). save() writes the KV cache and
+  // the tokens it holds to `file` atomically, format "lwm-kv-snapshot" version 1: "LWMKVSNP",
+  // u32 version, u32 n + JSON header (the model's config, tokens, row width), the tokens, their
+  // vision mask, each layer's keys and values (float32), and the SHA-256 of all of it.
+  void save(const std::filesystem::path& file) const;
+  // Loads a snapshot into this session and returns the tokens it now holds: the snapshot's tokens
+  // as far as they agree with this session's source (tokens of another source are never used).
+  // Throws Error(io) for a missing file, Error(file_format) for a file that is not a snapshot, is
+  // truncated or corrupt, or was made by a model with another config (naming the field), and
+  // Error(out_of_memory) when it holds more tokens than this session's context; after a failure
+  // the session holds nothing cached (as when created) and works as before.
+  std::int64_t restore(const std::filesystem::path& file);
 
  private:
   Session(const Model& model, const Tokenizer& tokenizer, const ChatTemplate& chat_template,

@@ -1,0 +1,61 @@
+// lwm-studio [FILE] [--model DIR] [--version]: the desktop application. Parses the arguments,
+// finds the bundled demo model when no --model is given, and opens the window; nothing else.
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QDir>
+#include <QFileInfo>
+#include <cstdio>
+
+#include "lwm/gui/main_window.h"
+
+namespace {
+
+// The demo model the build makes beside bin/ (build/<preset>/demo-model), or the installed one
+// (share/lwm-studio/demo-model); empty when neither exists.
+QString bundled_model() {
+  const QDir bin(QCoreApplication::applicationDirPath());
+  for (const QString& relative : {QStringLiteral("../demo-model"),
+                                  QStringLiteral("../share/lwm-studio/demo-model")}) {
+    const QString dir = QDir::cleanPath(bin.filePath(relative));
+    if (QFileInfo::exists(dir + QStringLiteral("/config.json"))) return dir;
+  }
+  return {};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  QApplication app(argc, argv);
+  QApplication::setApplicationName(QStringLiteral("LWM Studio"));
+  QApplication::setOrganizationName(QStringLiteral("LWM"));
+  QApplication::setApplicationVersion(QStringLiteral(LWM_VERSION));
+  QApplication::setDesktopFileName(QStringLiteral("lwm-studio"));
+
+  QCommandLineParser parser;
+  parser.setApplicationDescription(
+      QStringLiteral("Ask a Large World Model about a long video or a book."));
+  parser.addHelpOption();
+  parser.addVersionOption();
+  const QCommandLineOption model_option(
+      QStringList{QStringLiteral("m"), QStringLiteral("model")},
+      QStringLiteral("Model folder (config.json, *.safetensors, tokenizer.model); default: the "
+                     "bundled demo model"),
+      QStringLiteral("DIR"));
+  parser.addOption(model_option);
+  parser.addPositionalArgument(QStringLiteral("FILE"),
+                               QStringLiteral("A video or a book (.txt, .md, .epub, .pdf) to open"),
+                               QStringLiteral("[FILE]"));
+  parser.process(app);
+  if (parser.positionalArguments().size() > 1) {
+    std::fprintf(stderr, "lwm-studio: give at most one FILE (got %lld); see --help\n",
+                 static_cast<long long>(parser.positionalArguments().size()));
+    return 1;
+  }
+
+  lwm::gui::MainWindow window;
+  const QString model = parser.isSet(model_option) ? parser.value(model_option) : bundled_model();
+  if (!model.isEmpty()) window.loadModel(model);
+  if (!parser.positionalArguments().isEmpty()) window.openFile(parser.positionalArguments().first());
+  window.show();
+  return app.exec();
+}

@@ -1,0 +1,15 @@
+// How the window writes numbers for people: video times, sizes, durations.
+#pragma once
+
+#include <QString>
+
+namespace lwm::gui {
+
+// "0:42", "12:05", "1:02:03" (hours only when needed); whole seconds, rounded down.
+QString format_timestamp(double seconds);
+// "512 B", "1.5 KB", "36.0 MB", "2.00 GB" (powers of 1024).
+QString format_bytes(qint64 bytes);
+// "0.4 s", "12 s", "3 min 20 s", "1 h 05 min"; "unknown" for a negative value.
+QString format_duration(double seconds);
+
+}  // namespace lwm::gui

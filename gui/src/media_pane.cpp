@@ -33,6 +33,11 @@ MediaPane::MediaPane(QWidget* parent) : QStackedWidget(parent) {
   video_ = new QVideoWidget;
   video_->setAccessibleName(tr("Video"));
   video_->setMinimumHeight(160);
+  // Black until the first frame is shown, as players are.
+  video_->setAutoFillBackground(true);
+  QPalette black = video_->palette();
+  black.setColor(QPalette::Window, Qt::black);
+  video_->setPalette(black);
   player_ = new QMediaPlayer(this);
   player_->setVideoOutput(video_);
   auto* controls = new QHBoxLayout;

@@ -2,7 +2,7 @@
 
 #include <QComboBox>
 #include <QDoubleSpinBox>
-#include <QFormLayout>
+#include <QGridLayout>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QProgressBar>
@@ -17,7 +17,6 @@ namespace lwm::gui {
 PlanPanel::PlanPanel(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   layout->setContentsMargins(0, 0, 0, 0);
-  form_ = new QFormLayout;
   frames_ = new QSpinBox;
   frames_->setRange(1, 1 << 20);
   frames_->setValue(8);
@@ -47,12 +46,22 @@ PlanPanel::PlanPanel(QWidget* parent) : QWidget(parent) {
   kv_cache_->addItem(tr("bf16 (GPU)"), QStringLiteral("bf16"));
   kv_cache_->addItem(tr("int8 (GPU)"), QStringLiteral("int8"));
   kv_cache_->setAccessibleName(tr("KV-cache precision"));
-  form_->addRow(tr("&Frames:"), frames_);
-  form_->addRow(tr("Frame &rate:"), fps_);
-  form_->addRow(tr("Con&text:"), context_);
-  form_->addRow(tr("&Devices:"), devices_);
-  form_->addRow(tr("&KV cache:"), kv_cache_);
-  layout->addLayout(form_);
+  // Two compact rows: what to sample, then where it runs.
+  const auto add = [this](const QString& text, QWidget* field, int row, int column) {
+    auto* label = new QLabel(text);
+    label->setBuddy(field);
+    grid_->addWidget(label, row, 2 * column);
+    grid_->addWidget(field, row, 2 * column + 1);
+    labels_.insert(field, label);
+  };
+  grid_ = new QGridLayout;
+  add(tr("&Frames:"), frames_, 0, 0);
+  add(tr("Frame &rate:"), fps_, 0, 1);
+  add(tr("Con&text:"), context_, 1, 0);
+  add(tr("&Devices:"), devices_, 1, 1);
+  add(tr("&KV cache:"), kv_cache_, 1, 2);
+  for (int column : {1, 3, 5}) grid_->setColumnStretch(column, 1);
+  layout->addLayout(grid_);
 
   plan_label_ = new QLabel(tr("Open a video or a book to see the plan."));
   plan_label_->setWordWrap(true);
@@ -125,8 +134,10 @@ void PlanPanel::setChoices(const IngestChoices& choices) {
 
 void PlanPanel::setSourceKind(SourceKind kind) {
   const bool video = kind == SourceKind::video;
-  form_->setRowVisible(frames_, video);
-  form_->setRowVisible(fps_, video);
+  for (QWidget* field : {static_cast<QWidget*>(frames_), static_cast<QWidget*>(fps_)}) {
+    field->setVisible(video);
+    labels_.value(field)->setVisible(video);
+  }
   ingest_->setEnabled(kind != SourceKind::none);
   if (kind == SourceKind::none) plan_label_->setText(tr("Open a video or a book to see the plan."));
 }

@@ -3,6 +3,7 @@
 // the ingest job's progress bar with its stage, ETA and Cancel button.
 #pragma once
 
+#include <QHash>
 #include <QWidget>
 
 #include "lwm/gui/engine_types.h"
@@ -13,7 +14,7 @@ class QLabel;
 class QProgressBar;
 class QPushButton;
 class QSpinBox;
-class QFormLayout;
+class QGridLayout;
 
 namespace lwm::gui {
 
@@ -45,7 +46,8 @@ class PlanPanel : public QWidget {
   void cancelRequested();
 
  private:
-  QFormLayout* form_ = nullptr;
+  QGridLayout* grid_ = nullptr;
+  QHash<QWidget*, QLabel*> labels_;  // each field's label, hidden with it
   QSpinBox* frames_ = nullptr;
   QDoubleSpinBox* fps_ = nullptr;
   QSpinBox* context_ = nullptr;

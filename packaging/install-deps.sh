@@ -42,7 +42,7 @@ packages=(
   libgtest-dev
   libgmock-dev
   python3-venv        # the test environment below
-  qt6-base-dev        # the desktop application (the build skips it when Qt is absent)
+  qt6-base-dev        # the desktop application and its Qt Test suites (the build skips them without Qt)
   qt6-multimedia-dev  # lwm-studio's video player (QMediaPlayer, QVideoWidget)
   gstreamer1.0-plugins-good  # Qt Multimedia's backend on Debian: MP4/Matroska demuxers
   gstreamer1.0-libav  # ...and the FFmpeg decoders (H.264 and friends) the player needs

@@ -6,6 +6,7 @@
 #include <QFileInfo>
 #include <cstdio>
 
+#include "lwm/gui/app_log.h"
 #include "lwm/gui/main_window.h"
 
 namespace {
@@ -52,10 +53,17 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  QString log_error;
+  if (!lwm::gui::install_log_handler(lwm::gui::default_log_path(), &log_error))
+    std::fprintf(stderr, "lwm-studio: %s\n", qPrintable(log_error));
+
   lwm::gui::MainWindow window;
   const QString model = parser.isSet(model_option) ? parser.value(model_option) : bundled_model();
   if (!model.isEmpty()) window.loadModel(model);
-  if (!parser.positionalArguments().isEmpty()) window.openFile(parser.positionalArguments().first());
+  // A FILE on the command line wins over reopening where the last run ended.
+  const bool has_file = !parser.positionalArguments().isEmpty();
+  window.restoreLastSession(!has_file);
+  if (has_file) window.openFile(parser.positionalArguments().first());
   window.show();
   return app.exec();
 }

@@ -42,6 +42,11 @@ void ChatModel::setRecord(const ChatRecord& record) {
   endResetModel();
 }
 
+void ChatModel::setContext(const QString& model_dir, const IngestChoices& choices) {
+  record_.model_dir = model_dir;
+  record_.choices = choices;
+}
+
 int ChatModel::appendQuestion(const QString& text) {
   const int row = rowCount();
   beginInsertRows({}, row, row);

@@ -473,7 +473,9 @@ void EngineWorker::ask(const QString& question, const IngestChoices& choices,
     GenerationOptions options;
     options.max_new_tokens = settings.max_new_tokens;
     options.sampling.temperature = static_cast<float>(settings.temperature);
-    options.sampling.seed = static_cast<std::uint64_t>(settings.seed);
+    options.sampling.top_k = settings.top_k;
+    options.sampling.top_p = static_cast<float>(settings.top_p);
+    options.sampling.seed = settings.seed;
     std::string streamed;
     const auto emit_text = [&](std::string_view text) {
       streamed += text;

@@ -25,23 +25,31 @@
 #include <QStatusBar>
 #include <QTextBrowser>
 #include <QTimer>
-#include <QUuid>
 #include <QVBoxLayout>
 
+#include <QDesktopServices>
+#include <QDockWidget>
+#include <QLineEdit>
+#include <QListView>
+
+#include "lwm/gui/app_log.h"
+#include "lwm/gui/app_settings.h"
+#include "lwm/gui/app_state_keeper.h"
+#include "lwm/gui/chat_export.h"
 #include "lwm/gui/chat_model.h"
+#include "lwm/gui/chat_store.h"
 #include "lwm/gui/citations.h"
 #include "lwm/gui/engine.h"
+#include "lwm/gui/session_list_model.h"
 #include "lwm/gui/text_format.h"
 #include "media_pane.h"
 #include "plan_panel.h"
-#include "theme.h"
+#include "sessions_panel.h"
+#include "settings_dialog.h"
 
 namespace lwm::gui {
 namespace {
 
-constexpr int kMaxRecent = 10;
-const char* const kRecentKey = "recentFiles";
-const char* const kThemeKey = "theme";
 
 QString video_filter() {
   return QObject::tr("Videos and books (*.mp4 *.mkv *.webm *.mov *.avi *.m4v *.txt *.md *.epub "
@@ -51,7 +59,17 @@ QString video_filter() {
 
 }  // namespace
 
-MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
+MainWindow::MainWindow(const QString& chats_directory, QWidget* parent)
+    : QMainWindow(parent),
+      settings_(std::make_unique<AppSettings>()),
+      store_(std::make_unique<ChatStore>(chats_directory.isEmpty() ? ChatStore::default_directory()
+                                                                   : chats_directory)),
+      system_appearance_(SystemAppearance::capture(*qApp)) {
+  // One instance owns the chats folder; a second one shows them but does not write them.
+  QString lock_error;
+  const bool owner = store_->try_lock(&lock_error);
+  sessions_ = new SessionListModel(owner ? store_.get() : nullptr, this);
+  if (owner) keeper_ = new AppStateKeeper(store_.get(), AppStateKeeper::kDefaultDelayMs, this);
   engine_ = new Engine(this);
   chat_ = new ChatModel(this);
   render_timer_ = new QTimer(this);
@@ -61,13 +79,27 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   buildWidgets();
   buildMenus();
   connectEngine();
+  IngestChoices defaults = plan_->choices();
+  defaults.devices = settings_->devices();
+  defaults.kv_cache = settings_->kv_cache();
+  plan_->setChoices(defaults);
   connect(chat_, &ChatModel::dataChanged, this, &MainWindow::scheduleRender);
   connect(chat_, &ChatModel::rowsInserted, this, &MainWindow::scheduleRender);
   connect(chat_, &ChatModel::rowsRemoved, this, &MainWindow::scheduleRender);
   connect(chat_, &ChatModel::modelReset, this, &MainWindow::scheduleRender);
+  connect(chat_, &ChatModel::changed, this, &MainWindow::saveChat);
+  connect(sessions_, &SessionListModel::error_occurred, this, &MainWindow::showBanner);
+  const QList<StoreProblem> problems = sessions_->reload();
+  QStringList problem_text;
+  for (const StoreProblem& problem : problems) problem_text << problem.message;
+  if (!owner) problem_text << lock_error;
+  if (!problem_text.isEmpty()) showBanner(problem_text.join('\n'));
+  if (keeper_) {
+    connect(keeper_, &AppStateKeeper::error_occurred, this, &MainWindow::showBanner);
+  }
   setAcceptDrops(true);
   resize(1280, 800);
-  setTheme(QSettings().value(kThemeKey, QStringLiteral("system")).toString());
+  applyAppearance();
   updateActions();
   updateTitle();
 }
@@ -145,6 +177,23 @@ void MainWindow::buildWidgets() {
   layout->addWidget(splitter, 1);
   setCentralWidget(central);
 
+  sessions_panel_ = new SessionsPanel(sessions_);
+  auto* dock = new QDockWidget(tr("Chats"), this);
+  dock->setObjectName(QStringLiteral("sessionsDock"));
+  dock->setWidget(sessions_panel_);
+  dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetClosable);
+  addDockWidget(Qt::LeftDockWidgetArea, dock);
+  connect(sessions_panel_, &SessionsPanel::openRequested, this, &MainWindow::openChat);
+  connect(sessions_panel_, &SessionsPanel::deleted, this, [this](const QString& id) {
+    if (chat_->record().id != id) return;
+    ChatRecord fresh = chat_->record();  // the source stays open; the chat starts over
+    fresh.id = ChatStore::new_id();
+    fresh.messages.clear();
+    fresh.created = fresh.updated = QDateTime::currentDateTimeUtc();
+    chat_->setRecord(fresh);
+    if (keeper_) keeper_->set_open_chat({});
+  });
+
   setTabOrder(plan_, transcript_);
   setTabOrder(transcript_, question_);
   setTabOrder(question_, ask_button_);
@@ -195,6 +244,12 @@ void MainWindow::buildMenus() {
   recent_menu_->setObjectName(QStringLiteral("recentMenu"));
   rebuildRecentMenu();
   file->addSeparator();
+  QMenu* export_menu = file->addMenu(tr("&Export Chat"));
+  add(export_menu, "exportMarkdown", tr("As &Markdown…"), QKeySequence(tr("Ctrl+Shift+E")),
+      [this] { exportChat(true); });
+  add(export_menu, "exportJson", tr("As &JSON…"), QKeySequence(), [this] { exportChat(false); });
+  add(file, "settings", tr("&Settings…"), QKeySequence::Preferences, [this] { showSettings(); });
+  file->addSeparator();
   add(file, "quit", tr("&Quit"), QKeySequence::Quit, [this] { close(); });
 
   QMenu* chat = menuBar()->addMenu(tr("&Chat"));
@@ -205,6 +260,21 @@ void MainWindow::buildMenus() {
   add(chat, "editResend", tr("&Edit && Resend"), QKeySequence(tr("Ctrl+E")),
       [this] { editAndResend(); });
   add(chat, "copy", tr("&Copy Answer"), QKeySequence(tr("Ctrl+Shift+C")), [this] { copyAnswer(); });
+  chat->addSeparator();
+  add(chat, "nextSession", tr("&Next Chat"), QKeySequence(tr("Ctrl+PgDown")),
+      [this] { sessions_panel_->step(1); });
+  add(chat, "previousSession", tr("&Previous Chat"), QKeySequence(tr("Ctrl+PgUp")),
+      [this] { sessions_panel_->step(-1); });
+  add(chat, "findSession", tr("&Find Chat"), QKeySequence::Find,
+      [this] { sessions_panel_->searchBox()->setFocus(); });
+  add(chat, "renameSession", tr("Re&name Chat…"), QKeySequence(tr("F2")), [this] {
+    sessions_panel_->select(chat_->record().id);
+    sessions_panel_->renameSelected();
+  });
+  add(chat, "deleteSession", tr("&Delete Chat…"), QKeySequence(tr("Ctrl+Shift+Delete")), [this] {
+    sessions_panel_->select(chat_->record().id);
+    sessions_panel_->deleteSelected();
+  });
 
   QMenu* player = menuBar()->addMenu(tr("&Player"));
   add(player, "playPause", tr("&Play or Pause"), QKeySequence(tr("Ctrl+Space")), [this] {
@@ -224,16 +294,18 @@ void MainWindow::buildMenus() {
   QMenu* view = menuBar()->addMenu(tr("&View"));
   QMenu* theme = view->addMenu(tr("&Theme"));
   auto* themes = new QActionGroup(this);
-  const QString current = QSettings().value(kThemeKey, QStringLiteral("system")).toString();
-  for (const auto& [name, text] : {std::pair{QStringLiteral("system"), tr("Follow &System")},
-                                   std::pair{QStringLiteral("light"), tr("&Light")},
-                                   std::pair{QStringLiteral("dark"), tr("&Dark")}}) {
+  for (const auto& [value, text] : {std::pair{Theme::system, tr("Follow &System")},
+                                    std::pair{Theme::light, tr("&Light")},
+                                    std::pair{Theme::dark, tr("&Dark")}}) {
     QAction* action = theme->addAction(text);
-    action->setObjectName(QStringLiteral("theme-") + name);
+    action->setObjectName(QStringLiteral("theme-") + to_string(value));
     action->setCheckable(true);
-    action->setChecked(name == current);
+    action->setChecked(value == settings_->theme());
     themes->addAction(action);
-    connect(action, &QAction::triggered, this, [this, name = name] { setTheme(name); });
+    connect(action, &QAction::triggered, this, [this, value = value] {
+      settings_->set_theme(value);
+      applyAppearance();
+    });
   }
 
   QMenu* help = menuBar()->addMenu(tr("&Help"));
@@ -242,6 +314,9 @@ void MainWindow::buildMenus() {
                        tr("<b>LWM Studio %1</b><p>Ask a Large World Model about long videos and "
                           "books, on your own machine.</p>")
                            .arg(QApplication::applicationVersion()));
+  });
+  add(help, "openLogFolder", tr("Open &Log Folder"), QKeySequence(), [] {
+    QDesktopServices::openUrl(QUrl::fromLocalFile(QFileInfo(log_file_path()).absolutePath()));
   });
 }
 
@@ -253,6 +328,7 @@ void MainWindow::connectEngine() {
   });
   connect(w, &Engine::modelLoaded, this, [this](const ModelInfo& info) {
     model_ = info;
+    settings_->set_last_model_directory(info.directory);
     statusBar()->showMessage(
         tr("Model %1: %2 parameters, context %3 tokens, %4%5")
             .arg(info.name)
@@ -267,15 +343,26 @@ void MainWindow::connectEngine() {
     source_ = source;
     media_->showSource(source);
     plan_->setSourceKind(source.kind);
-    ChatRecord record;
-    record.id = QUuid::createUuid().toString(QUuid::WithoutBraces);
-    record.title = source.title;
-    record.model_dir = model_.directory;
-    record.source_kind = source.kind;
-    record.source_path = source.path;
-    record.choices = plan_->choices();
-    record.created = record.updated = QDateTime::currentDateTimeUtc();
-    chat_->setRecord(record);
+    if (pending_chat_ && QFileInfo(pending_chat_->source_path) == QFileInfo(source.path)) {
+      plan_->setChoices(pending_chat_->choices);
+      chat_->setRecord(*pending_chat_);
+      sessions_panel_->select(pending_chat_->id);
+    } else {
+      ChatRecord record;
+      record.id = ChatStore::new_id();
+      record.title = source.title;
+      record.model_dir = model_.directory;
+      record.source_kind = source.kind;
+      record.source_path = source.path;
+      record.choices = plan_->choices();
+      record.created = record.updated = QDateTime::currentDateTimeUtc();
+      chat_->setRecord(record);
+    }
+    pending_chat_.reset();
+    if (keeper_) {
+      keeper_->set_open_file(source.path);
+      keeper_->set_open_chat(chat_->record().messages.isEmpty() ? QString() : chat_->record().id);
+    }
     rememberRecent(source.path);
     if (!source.warnings.isEmpty()) showBanner(source.warnings.join('\n'));
     statusBar()->showMessage(source.summary);
@@ -405,7 +492,8 @@ void MainWindow::startAnswer(const QString& question) {
   stats_->setText(tr("Thinking…"));
   busy_ = true;  // until the worker says otherwise; stops double sends
   updateActions();
-  engine_->ask(question, plan_->choices(), GenerationSettings{});
+  chat_->setContext(model_.directory, plan_->choices());
+  engine_->ask(question, plan_->choices(), generationSettings());
 }
 
 void MainWindow::stop() { engine_->stop(); }
@@ -480,16 +568,10 @@ void MainWindow::renderTranscript() {
   if (at_end) bar->setValue(bar->maximum());
 }
 
-QStringList MainWindow::recentFiles() const {
-  return QSettings().value(kRecentKey).toStringList();
-}
+QStringList MainWindow::recentFiles() const { return settings_->recent_files(); }
 
 void MainWindow::rememberRecent(const QString& path) {
-  QStringList recent = recentFiles();
-  recent.removeAll(path);
-  recent.prepend(path);
-  while (recent.size() > kMaxRecent) recent.removeLast();
-  QSettings().setValue(kRecentKey, recent);
+  settings_->add_recent_file(path);
   rebuildRecentMenu();
 }
 
@@ -527,9 +609,101 @@ void MainWindow::updateTitle() {
   setWindowTitle(title);
 }
 
-void MainWindow::setTheme(const QString& name) {
-  apply_theme(name);
-  QSettings().setValue(kThemeKey, name);
+void MainWindow::applyAppearance() {
+  apply_appearance(*qApp, settings_->theme(), settings_->font_size(), system_appearance_);
+}
+
+GenerationSettings MainWindow::generationSettings() const {
+  const SamplingSettings sampling = settings_->sampling();
+  GenerationSettings settings;
+  settings.max_new_tokens = sampling.max_tokens;
+  settings.temperature = sampling.temperature;
+  settings.top_k = sampling.top_k;
+  settings.top_p = sampling.top_p;
+  settings.seed = sampling.seed;
+  return settings;
+}
+
+// Saved after every question and answer (ChatModel::changed), so a crash loses at most the
+// answer being written. A chat without messages is not worth a file.
+void MainWindow::saveChat() {
+  const ChatRecord& record = chat_->record();
+  if (record.id.isEmpty() || record.messages.isEmpty()) return;
+  if (sessions_->upsert(record)) {
+    sessions_panel_->select(record.id);
+    if (keeper_) keeper_->set_open_chat(record.id);
+  }
+}
+
+bool MainWindow::openChat(const QString& id) {
+  const ChatRecord* record = sessions_->record(id);
+  if (!record) return false;
+  if (record->id == chat_->record().id) return true;
+  if (!record->model_dir.isEmpty() && record->model_dir != model_.directory &&
+      QFileInfo::exists(record->model_dir)) {
+    loadModel(record->model_dir);
+  }
+  if (QFileInfo(record->source_path) == QFileInfo(source_.path)) {
+    plan_->setChoices(record->choices);
+    chat_->setRecord(*record);
+    if (keeper_) keeper_->set_open_chat(id);
+    return true;
+  }
+  if (!QFileInfo::exists(record->source_path)) {
+    showBanner(tr("The chat \"%1\" is about %2, which is no longer there. Its messages are "
+                  "shown; to ask more, move the file back or open another one.")
+                   .arg(record->title, record->source_path));
+    chat_->setRecord(*record);
+    return true;
+  }
+  pending_chat_ = *record;
+  engine_->openSource(record->source_path);
+  return true;
+}
+
+void MainWindow::restoreLastSession(bool reopen) {
+  if (!keeper_) return;
+  const AppState state = keeper_->start();
+  if (!state.window_geometry.isEmpty()) restoreGeometry(state.window_geometry);
+  if (!state.window_state.isEmpty()) restoreState(state.window_state);
+  if (keeper_->last_run_crashed()) {
+    showBanner(tr("LWM Studio did not close normally last time. Your chats were saved after "
+                  "every answer%1; nothing is ingested again until you press Ingest or ask.")
+                   .arg(reopen ? tr(" and the last one is open again") : QString()));
+  }
+  if (!reopen) return;
+  if (!state.open_chat_id.isEmpty() && openChat(state.open_chat_id)) return;
+  if (!state.open_file.isEmpty() && QFileInfo::exists(state.open_file)) openFile(state.open_file);
+}
+
+void MainWindow::exportChat(bool markdown) {
+  const ChatRecord& record = chat_->record();
+  if (record.messages.isEmpty()) {
+    showBanner(tr("This chat has no messages yet; ask something before exporting it."));
+    return;
+  }
+  const QString extension = markdown ? QStringLiteral("md") : QStringLiteral("json");
+  const QString path = QFileDialog::getSaveFileName(
+      this, markdown ? tr("Export the chat as Markdown") : tr("Export the chat as JSON"),
+      suggested_export_name(record, extension),
+      markdown ? tr("Markdown (*.md)") : tr("JSON (*.json)"));
+  if (path.isEmpty()) return;
+  QString error;
+  const bool ok = markdown ? export_markdown(record, path, &error) : export_json(record, path, &error);
+  if (!ok)
+    showBanner(error);
+  else
+    statusBar()->showMessage(tr("Exported to %1").arg(path), 5000);
+}
+
+void MainWindow::showSettings() {
+  SettingsDialog dialog(*settings_, this);
+  if (dialog.exec() != QDialog::Accepted) return;
+  applyAppearance();
+  IngestChoices choices = plan_->choices();
+  choices.devices = settings_->devices();
+  choices.kv_cache = settings_->kv_cache();
+  plan_->setChoices(choices);
 }
 
 void MainWindow::dragEnterEvent(QDragEnterEvent* event) {
@@ -546,6 +720,10 @@ void MainWindow::dropEvent(QDropEvent* event) {
 
 void MainWindow::closeEvent(QCloseEvent* event) {
   engine_->stop();
+  if (keeper_) {
+    keeper_->set_window(saveGeometry(), saveState());
+    keeper_->finish();  // a clean quit: the next start does not report a crash
+  }
   QMainWindow::closeEvent(event);
 }
 

@@ -42,7 +42,7 @@ class EngineTest : public QObject {
 void EngineTest::initTestCase() {
   QVERIFY(dir_.isValid());
   seed_ = test::test_seed();
-  qInfo("LWM_TEST_SEED=%llu", static_cast<unsigned long long>(seed_));
+  test::log_seed("EngineTest");
   text_model_ = test::make_tiny_model(dir_, QStringLiteral("text-model"), false, seed_);
   book_ = test::write_book(dir_, 4, 6);
   QVERIFY(!book_.isEmpty());

@@ -18,11 +18,14 @@
 #include <QTest>
 #include <QTextBlock>
 #include <QTextBrowser>
+#include <memory>
 
-#include "../../gui/src/media_pane.h"
-#include "../../gui/src/plan_panel.h"
+#include "media_pane.h"
+#include "plan_panel.h"
 #include "gui_test_support.h"
 #include "lwm/gui/chat_model.h"
+#include "lwm/gui/chat_store.h"
+#include "lwm/gui/session_list_model.h"
 #include "lwm/gui/engine.h"
 #include "lwm/gui/main_window.h"
 
@@ -85,7 +88,11 @@ class WindowEndToEnd : public QObject {
     QVERIFY2(QFileInfo::exists(demo + "/config.json"), "build the lwm_demo_model target first");
     const QString book = test::write_book(dir_, 3, 3);
 
-    MainWindow window;
+    const QString chats = dir_.filePath(QStringLiteral("chats"));
+    auto owned = std::make_unique<MainWindow>(chats);
+    MainWindow& window = *owned;
+    window.restoreLastSession(true);  // a first start: nothing to reopen, no crash to report
+    QVERIFY(!window.bannerVisible());
     window.show();
     QVERIFY(QTest::qWaitForWindowExposed(&window));
     window.activateWindow();
@@ -132,8 +139,34 @@ class WindowEndToEnd : public QObject {
                  selected.contains(QStringLiteral("chapter 3.")) &&
                  !selected.contains(QStringLiteral("chapter 2.")),
              qPrintable(selected.left(200)));
+    // Saved after the answer: the sidebar lists the chat and its file is on disk.
+    const QString id = window.chatModel()->record().id;
+    QTRY_COMPARE(window.sessions()->rowCount(), 1);
+    QVERIFY(QFileInfo::exists(window.store()->file_path(id)));
     const QString png = screenshot(&window, QStringLiteral("lwm-studio-e2e-book.png"));
     qInfo("screenshot: %s", qPrintable(png));
+
+    // The window goes away without a clean quit, as in a crash; the next start reopens the
+    // chat and its book, and says what happened.
+    owned.reset();
+    {
+    MainWindow reopened(chats);
+    reopened.loadModel(demo);
+    reopened.restoreLastSession(true);
+    reopened.show();
+    QVERIFY(reopened.bannerVisible());
+    QVERIFY2(reopened.bannerLabel()->text().contains(QStringLiteral("did not close normally")),
+             qPrintable(reopened.bannerLabel()->text()));
+    QTRY_VERIFY_WITH_TIMEOUT(reopened.source().kind == SourceKind::book, kTimeoutMs);
+    QCOMPARE(reopened.chatModel()->record().id, id);
+    QCOMPARE(reopened.chatModel()->rowCount(), 2);
+    QCOMPARE(reopened.chatModel()->record().messages.last().text, answer.text);
+    reopened.close();  // a clean quit this time
+    }
+    MainWindow third(chats);
+    third.restoreLastSession(false);
+    QVERIFY2(!third.bannerVisible(), qPrintable(third.bannerLabel()->text()));
+    QCOMPARE(third.sessions()->rowCount(), 1);
   }
 
   void videoWithATinyVisionModel() {
@@ -142,7 +175,7 @@ class WindowEndToEnd : public QObject {
     const QString model =
         test::make_tiny_model(dir_, QStringLiteral("vision-model"), true, test::test_seed());
 
-    MainWindow window;
+    MainWindow window(dir_.filePath(QStringLiteral("video-chats")));
     window.show();
     QVERIFY(QTest::qWaitForWindowExposed(&window));
     QSignalSpy answered(window.engine(), &Engine::answerFinished);

@@ -33,6 +33,9 @@ class ChatModel : public QAbstractListModel {
   // Replaces the whole chat (opening a saved one); resets the model.
   void setRecord(const ChatRecord& record);
 
+  // Records the model and the ingest choices the chat is being asked with (saved with it).
+  void setContext(const QString& model_dir, const IngestChoices& choices);
+
   // Appends a question; returns its row.
   int appendQuestion(const QString& text);
   // Starts an empty answer after the last message; returns its row.

@@ -65,8 +65,10 @@ struct PlanInfo {
 
 struct GenerationSettings {
   qint64 max_new_tokens = 128;
-  double temperature = 0.0;
-  qint64 seed = 0;
+  double temperature = 0.0;  // 0: greedy
+  int top_k = 0;             // 0: no limit
+  double top_p = 1.0;        // 1: no limit
+  quint64 seed = 0;
 };
 
 // The devices the engine can run on in this build. The core's CPU backend is always there; CUDA

@@ -5,7 +5,10 @@
 
 #include <QMainWindow>
 #include <QStringList>
+#include <memory>
+#include <optional>
 
+#include "lwm/gui/app_theme.h"
 #include "lwm/gui/chat_record.h"
 #include "lwm/gui/engine_types.h"
 
@@ -20,17 +23,31 @@ class QFrame;
 
 namespace lwm::gui {
 
+class AppSettings;
+class AppStateKeeper;
 class ChatModel;
+class ChatStore;
 class Engine;
 class MediaPane;
 class PlanPanel;
+class SessionListModel;
+class SessionsPanel;
 
 class MainWindow : public QMainWindow {
   Q_OBJECT
 
  public:
-  explicit MainWindow(QWidget* parent = nullptr);
+  // Chats are kept in `chats_directory` (empty: ChatStore::default_directory(), the XDG data
+  // folder), settings in QSettings.
+  explicit MainWindow(const QString& chats_directory = {}, QWidget* parent = nullptr);
   ~MainWindow() override;
+
+  // Marks this run as running (so a crash is noticed next time) and restores the window; with
+  // `reopen`, also reopens the chat or file that was open when the app last ended, crash or not.
+  // Says so in the banner when the last run crashed.
+  void restoreLastSession(bool reopen);
+  // Reopens a saved chat: its source (and its model, when another one) and its messages.
+  bool openChat(const QString& id);
 
   // Loads a model folder in the worker; errors show in the banner.
   void loadModel(const QString& directory);
@@ -53,6 +70,9 @@ class MainWindow : public QMainWindow {
   const SourceInfo& source() const noexcept { return source_; }
   QStringList recentFiles() const;
   QAction* action(const QString& object_name) const;
+  SessionListModel* sessions() const { return sessions_; }
+  SessionsPanel* sessionsPanel() const { return sessions_panel_; }
+  ChatStore* store() const { return store_.get(); }
 
  signals:
   void citationFollowed(const QString& url);
@@ -82,8 +102,19 @@ class MainWindow : public QMainWindow {
   void rebuildRecentMenu();
   void updateActions();
   void updateTitle();
-  void setTheme(const QString& name);
+  void applyAppearance();
+  void saveChat();
+  void exportChat(bool markdown);
+  void showSettings();
+  GenerationSettings generationSettings() const;
 
+  std::unique_ptr<AppSettings> settings_;
+  std::unique_ptr<ChatStore> store_;
+  SystemAppearance system_appearance_;
+  SessionListModel* sessions_ = nullptr;
+  SessionsPanel* sessions_panel_ = nullptr;
+  AppStateKeeper* keeper_ = nullptr;  // null when another instance owns the chats folder
+  std::optional<ChatRecord> pending_chat_;  // reopened when its source has opened
   Engine* engine_ = nullptr;
   ChatModel* chat_ = nullptr;
   PlanPanel* plan_ = nullptr;

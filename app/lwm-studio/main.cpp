@@ -26,17 +26,11 @@ QString bundled_model() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  QApplication app(argc, argv);
-  QApplication::setApplicationName(QStringLiteral("LWM Studio"));
-  QApplication::setOrganizationName(QStringLiteral("LWM"));
-  QApplication::setApplicationVersion(QStringLiteral(LWM_VERSION));
-  QApplication::setDesktopFileName(QStringLiteral("lwm-studio"));
-
   QCommandLineParser parser;
   parser.setApplicationDescription(
       QStringLiteral("Ask a Large World Model about a long video or a book."));
-  parser.addHelpOption();
-  parser.addVersionOption();
+  const QCommandLineOption help_option = parser.addHelpOption();
+  const QCommandLineOption version_option = parser.addVersionOption();
   const QCommandLineOption model_option(
       QStringList{QStringLiteral("m"), QStringLiteral("model")},
       QStringLiteral("Model folder (config.json, *.safetensors, tokenizer.model); default: the "
@@ -46,12 +40,37 @@ int main(int argc, char** argv) {
   parser.addPositionalArgument(QStringLiteral("FILE"),
                                QStringLiteral("A video or a book (.txt, .md, .epub, .pdf) to open"),
                                QStringLiteral("[FILE]"));
-  parser.process(app);
+  // Parsed before the QApplication exists, so --help, --version and usage errors work without a
+  // display.
+  QStringList arguments;
+  for (int i = 0; i < argc; ++i) arguments << QString::fromLocal8Bit(argv[i]);
+  if (!parser.parse(arguments)) {
+    QString error = parser.errorText();
+    if (error.endsWith('.')) error.chop(1);
+    std::fprintf(stderr, "lwm-studio: %s; see --help\n", qPrintable(error));
+    return 1;
+  }
+  if (parser.isSet(version_option)) {
+    std::printf("lwm-studio %s\n", LWM_VERSION);
+    return 0;
+  }
+  if (parser.isSet(help_option)) {
+    QString help = parser.helpText();
+    help.replace(QStringLiteral("<executable_name>"), QStringLiteral("lwm-studio"));
+    std::printf("%s", qPrintable(help));
+    return 0;
+  }
   if (parser.positionalArguments().size() > 1) {
     std::fprintf(stderr, "lwm-studio: give at most one FILE (got %lld); see --help\n",
                  static_cast<long long>(parser.positionalArguments().size()));
     return 1;
   }
+
+  QApplication app(argc, argv);
+  QApplication::setApplicationName(QStringLiteral("LWM Studio"));
+  QApplication::setOrganizationName(QStringLiteral("LWM"));
+  QApplication::setApplicationVersion(QStringLiteral(LWM_VERSION));
+  QApplication::setDesktopFileName(QStringLiteral("lwm-studio"));
 
   QString log_error;
   if (!lwm::gui::install_log_handler(lwm::gui::default_log_path(), &log_error))

@@ -15,8 +15,8 @@ namespace {
 // (share/lwm-studio/demo-model); empty when neither exists.
 QString bundled_model() {
   const QDir bin(QCoreApplication::applicationDirPath());
-  for (const QString& relative : {QStringLiteral("../demo-model"),
-                                  QStringLiteral("../share/lwm-studio/demo-model")}) {
+  for (const QString& relative :
+       {QStringLiteral("../demo-model"), QStringLiteral("../share/lwm-studio/demo-model")}) {
     const QString dir = QDir::cleanPath(bin.filePath(relative));
     if (QFileInfo::exists(dir + QStringLiteral("/config.json"))) return dir;
   }

@@ -16,22 +16,30 @@ QVariant ChatModel::data(const QModelIndex& index, int role) const {
   const ChatMessage& message = record_.messages[index.row()];
   switch (role) {
     case Qt::DisplayRole:
-    case TextRole: return message.text;
+    case TextRole:
+      return message.text;
     case RoleRole:
       return message.role == ChatMessage::Role::user ? QStringLiteral("user")
                                                      : QStringLiteral("assistant");
-    case StatsRole: return statsSummary(message);
-    case EndRole: return static_cast<int>(message.end);
-    case ErrorRole: return message.error;
-    case TimeRole: return message.time;
-    case StreamingRole: return answering_ && index.row() == rowCount() - 1;
-    default: return {};
+    case StatsRole:
+      return statsSummary(message);
+    case EndRole:
+      return static_cast<int>(message.end);
+    case ErrorRole:
+      return message.error;
+    case TimeRole:
+      return message.time;
+    case StreamingRole:
+      return answering_ && index.row() == rowCount() - 1;
+    default:
+      return {};
   }
 }
 
 QHash<int, QByteArray> ChatModel::roleNames() const {
-  return {{TextRole, "text"},   {RoleRole, "role"}, {StatsRole, "stats"},
-          {EndRole, "end"},     {ErrorRole, "error"}, {TimeRole, "time"},
+  return {{TextRole, "text"},           {RoleRole, "role"},
+          {StatsRole, "stats"},         {EndRole, "end"},
+          {ErrorRole, "error"},         {TimeRole, "time"},
           {StreamingRole, "streaming"}, {Qt::DisplayRole, "display"}};
 }
 
@@ -132,11 +140,18 @@ QString ChatModel::statsSummary(const ChatMessage& message) {
   if (s.generated_tokens > 0) parts << tr("%1 tokens").arg(s.generated_tokens);
   if (s.reused_tokens > 0) parts << tr("%1 prompt tokens reused").arg(s.reused_tokens);
   switch (message.end) {
-    case AnswerEnd::length: parts << tr("stopped at the token limit"); break;
-    case AnswerEnd::stopped: parts << tr("stopped"); break;
-    case AnswerEnd::failed: parts << tr("failed"); break;
+    case AnswerEnd::length:
+      parts << tr("stopped at the token limit");
+      break;
+    case AnswerEnd::stopped:
+      parts << tr("stopped");
+      break;
+    case AnswerEnd::failed:
+      parts << tr("failed");
+      break;
     case AnswerEnd::none:
-    case AnswerEnd::finished: break;
+    case AnswerEnd::finished:
+      break;
   }
   return parts.join(QStringLiteral(" · "));
 }

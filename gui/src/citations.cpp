@@ -49,7 +49,8 @@ QString link_plain(const QString& text, SourceKind kind) {
       const int number = citation_number(match.captured(2));
       if (number <= 0) continue;
       const QString word = match.captured(1).toLower();
-      const QString scheme = word.startsWith('c') ? QStringLiteral("chapter") : QStringLiteral("page");
+      const QString scheme =
+          word.startsWith('c') ? QStringLiteral("chapter") : QStringLiteral("page");
       out += text.mid(last, match.capturedStart() - last);
       out += QStringLiteral("[%1](%2:%3)").arg(match.captured(), scheme).arg(number);
       last = match.capturedEnd();
@@ -122,9 +123,9 @@ std::optional<Citation> parse_citation_url(const QUrl& url) {
   if (scheme == QLatin1String("chapter") || scheme == QLatin1String("page")) {
     const int number = value.toInt(&ok);
     if (!ok || number <= 0) return std::nullopt;
-    return Citation{scheme == QLatin1String("chapter") ? Citation::Kind::chapter
-                                                       : Citation::Kind::page,
-                    0.0, number};
+    return Citation{
+        scheme == QLatin1String("chapter") ? Citation::Kind::chapter : Citation::Kind::page, 0.0,
+        number};
   }
   return std::nullopt;
 }

@@ -25,7 +25,9 @@
 namespace lwm::gui {
 namespace fs = std::filesystem;
 
-QStringList available_devices() { return {QStringLiteral("cpu")}; }
+QStringList available_devices() {
+  return {QStringLiteral("cpu")};
+}
 
 void register_engine_types() {
   qRegisterMetaType<ModelInfo>();
@@ -76,11 +78,11 @@ void check_devices(const IngestChoices& choices) {
   const QStringList known = available_devices();
   for (const QString& device : choices.devices.split(',', Qt::SkipEmptyParts)) {
     if (!known.contains(device.trimmed())) {
-      throw Error(ErrorKind::unsupported,
-                  "the device '" + device.trimmed().toStdString() +
-                      "' is not available in this build (it lists: " +
-                      known.join(", ").toStdString() +
-                      "); choose one of those, or build LWM Studio with CUDA for GPUs");
+      throw Error(
+          ErrorKind::unsupported,
+          "the device '" + device.trimmed().toStdString() +
+              "' is not available in this build (it lists: " + known.join(", ").toStdString() +
+              "); choose one of those, or build LWM Studio with CUDA for GPUs");
     }
   }
   if (choices.kv_cache != "auto" && choices.kv_cache != "f32") {
@@ -95,7 +97,8 @@ qint64 safetensors_bytes(const fs::path& dir) {
   qint64 total = 0;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().extension() == ".safetensors" && entry.path().filename() != "vqgan.safetensors")
+    if (entry.path().extension() == ".safetensors" &&
+        entry.path().filename() != "vqgan.safetensors")
       total += static_cast<qint64>(entry.file_size(ec));
   }
   return total;
@@ -120,10 +123,13 @@ double measure_prefill_rate(const Model& model) {
 
 AnswerEnd answer_end(StopReason reason) {
   switch (reason) {
-    case StopReason::end_of_sequence: return AnswerEnd::finished;
-    case StopReason::stopped_by_caller: return AnswerEnd::stopped;
+    case StopReason::end_of_sequence:
+      return AnswerEnd::finished;
+    case StopReason::stopped_by_caller:
+      return AnswerEnd::stopped;
     case StopReason::max_tokens:
-    case StopReason::context_full: return AnswerEnd::length;
+    case StopReason::context_full:
+      return AnswerEnd::length;
   }
   return AnswerEnd::finished;
 }
@@ -228,7 +234,9 @@ void EngineWorker::loadModel(const QString& directory) {
     }
     ModelInfo info;
     info.directory = QString::fromStdString(dir.string());
-    info.name = QString::fromStdString(fs::absolute(dir).lexically_normal().filename().string());
+    fs::path normal = fs::absolute(dir).lexically_normal();
+    if (normal.filename().empty()) normal = normal.parent_path();  // "models/demo/"
+    info.name = QString::fromStdString(normal.filename().string());
     info.vision = vqgan != nullptr;
     info.context_window = model->config().max_sequence_length;
     info.parameters = model->config().parameter_count();
@@ -313,8 +321,8 @@ void EngineWorker::plan(const IngestChoices& choices) {
       plan.frames = s.planned_frames(choices);
       per_frame = s.vqgan->config().tokens_per_frame() + 1;  // codes and a delimiter (§2.3)
       // Counted before the frames are decoded: the prompt of that many frames of zero codes.
-      session_plan = Session::plan_video(*s.model, *s.tokenizer, s.planned_codes(plan.frames),
-                                         options);
+      session_plan =
+          Session::plan_video(*s.model, *s.tokenizer, s.planned_codes(plan.frames), options);
       overhead = session_plan.source_tokens - plan.frames * per_frame;
     } else {
       session_plan = Session::plan_text(*s.model, *s.tokenizer, s.book_text, options);
@@ -328,13 +336,14 @@ void EngineWorker::plan(const IngestChoices& choices) {
     const qint64 needed = plan.kv_bytes + plan.weights_bytes;
     plan.fits = needed <= plan.available_bytes;
     if (plan.fits) {
-      plan.verdict = tr("Fits on %1: %2 tokens in a context of %3; KV cache %4 + weights %5 of "
-                        "%6 free; prefill about %7.")
-                         .arg(plan.devices.join(", "))
-                         .arg(plan.source_tokens)
-                         .arg(plan.context)
-                         .arg(format_bytes(plan.kv_bytes), format_bytes(plan.weights_bytes),
-                              format_bytes(plan.available_bytes), format_duration(plan.estimated_s));
+      plan.verdict =
+          tr("Fits on %1: %2 tokens in a context of %3; KV cache %4 + weights %5 of "
+             "%6 free; prefill about %7.")
+              .arg(plan.devices.join(", "))
+              .arg(plan.source_tokens)
+              .arg(plan.context)
+              .arg(format_bytes(plan.kv_bytes), format_bytes(plan.weights_bytes),
+                   format_bytes(plan.available_bytes), format_duration(plan.estimated_s));
     } else {
       const qint64 tokens_in_memory =
           s.info.kv_bytes_per_token > 0
@@ -355,7 +364,10 @@ void EngineWorker::plan(const IngestChoices& choices) {
   } catch (const Error& error) {
     // A source that does not fit the context is a plan, not a failure: say what would.
     plan.fits = false;
-    plan.verdict = tr("Will not fit: %1.").arg(QString::fromStdString(error.what()));
+    const bool too_large = error.kind() == ErrorKind::out_of_memory ||
+                           std::string_view(error.what()).find("context") != std::string_view::npos;
+    plan.verdict = too_large ? tr("Will not fit: %1.").arg(QString::fromStdString(error.what()))
+                             : describe_current_exception();
     if (state_->kind == SourceKind::video && state_->vqgan && state_->model &&
         error.kind() == ErrorKind::out_of_memory) {
       const qint64 per_frame = state_->vqgan->config().tokens_per_frame() + 1;
@@ -417,7 +429,8 @@ bool EngineWorker::run_ingest(const IngestChoices& choices) {
       } else {
         stage = QStringLiteral("tokenizing");
         emit ingestProgress(stage, 0, 1, -1.0);
-        s.session = Session::for_text(*s.model, *s.tokenizer, s.book_text, session_options(choices));
+        s.session =
+            Session::for_text(*s.model, *s.tokenizer, s.book_text, session_options(choices));
       }
       s.session_for = choices;
       emit ingestProgress(stage, 1, 1, 0.0);
@@ -461,7 +474,8 @@ void EngineWorker::ask(const QString& question, const IngestChoices& choices,
   timer.start();
   AnswerStats stats;
   try {
-    if (!state_->session || !state_->session_for || !same_source_tokens(*state_->session_for, choices) ||
+    if (!state_->session || !state_->session_for ||
+        !same_source_tokens(*state_->session_for, choices) ||
         state_->session_for->context != choices.context ||
         state_->session->cached_tokens() < state_->session->plan().source_tokens) {
       if (!run_ingest(choices)) {
@@ -550,27 +564,29 @@ Engine::~Engine() {
   delete worker_;  // the thread has finished: nothing else can touch it now
 }
 
-void Engine::arm() { stop_.store(false); }
+void Engine::arm() {
+  stop_.store(false);
+}
 
 void Engine::loadModel(const QString& directory) {
-  QMetaObject::invokeMethod(worker_, [w = worker_, directory] { w->loadModel(directory); },
-                            Qt::QueuedConnection);
+  QMetaObject::invokeMethod(
+      worker_, [w = worker_, directory] { w->loadModel(directory); }, Qt::QueuedConnection);
 }
 
 void Engine::openSource(const QString& path) {
-  QMetaObject::invokeMethod(worker_, [w = worker_, path] { w->openSource(path); },
-                            Qt::QueuedConnection);
+  QMetaObject::invokeMethod(
+      worker_, [w = worker_, path] { w->openSource(path); }, Qt::QueuedConnection);
 }
 
 void Engine::plan(const IngestChoices& choices) {
-  QMetaObject::invokeMethod(worker_, [w = worker_, choices] { w->plan(choices); },
-                            Qt::QueuedConnection);
+  QMetaObject::invokeMethod(
+      worker_, [w = worker_, choices] { w->plan(choices); }, Qt::QueuedConnection);
 }
 
 void Engine::ingest(const IngestChoices& choices) {
   arm();
-  QMetaObject::invokeMethod(worker_, [w = worker_, choices] { w->ingest(choices); },
-                            Qt::QueuedConnection);
+  QMetaObject::invokeMethod(
+      worker_, [w = worker_, choices] { w->ingest(choices); }, Qt::QueuedConnection);
 }
 
 void Engine::ask(const QString& question, const IngestChoices& choices,
@@ -581,6 +597,8 @@ void Engine::ask(const QString& question, const IngestChoices& choices,
       Qt::QueuedConnection);
 }
 
-void Engine::stop() { stop_.store(true); }
+void Engine::stop() {
+  stop_.store(true);
+}
 
 }  // namespace lwm::gui

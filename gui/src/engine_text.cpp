@@ -14,15 +14,22 @@ namespace {
 // What to do, for errors whose message may not say it.
 QString advice(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::io: return QObject::tr("Check that the file exists and can be read.");
-    case ErrorKind::file_format: return QObject::tr("Choose another file, or repair this one.");
-    case ErrorKind::config: return QObject::tr("Fix the model's config.json or choose another model.");
-    case ErrorKind::unsupported: return QObject::tr("Choose a file or setting this build supports.");
+    case ErrorKind::io:
+      return QObject::tr("Check that the file exists and can be read.");
+    case ErrorKind::file_format:
+      return QObject::tr("Choose another file, or repair this one.");
+    case ErrorKind::config:
+      return QObject::tr("Fix the model's config.json or choose another model.");
+    case ErrorKind::unsupported:
+      return QObject::tr("Choose a file or setting this build supports.");
     case ErrorKind::out_of_memory:
       return QObject::tr("Choose fewer frames, a smaller context or a machine with more memory.");
-    case ErrorKind::cancelled: return QObject::tr("Start it again to go on.");
-    case ErrorKind::communication: return QObject::tr("Check the other devices and try again.");
-    case ErrorKind::invalid_argument: return {};
+    case ErrorKind::cancelled:
+      return QObject::tr("Start it again to go on.");
+    case ErrorKind::communication:
+      return QObject::tr("Check the other devices and try again.");
+    case ErrorKind::invalid_argument:
+      return {};
   }
   return {};
 }
@@ -46,11 +53,13 @@ QString describe_current_exception() {
     if (!more.isEmpty() && !text.contains(';')) text += ' ' + more;
     return text;
   } catch (const std::bad_alloc&) {
-    return QObject::tr("The machine ran out of memory. Close other programs, or choose fewer "
-                       "frames or a smaller context.");
+    return QObject::tr(
+        "The machine ran out of memory. Close other programs, or choose fewer "
+        "frames or a smaller context.");
   } catch (const std::exception& error) {
-    return QObject::tr("Internal error: %1. Please report it with the log file (Help > Open Log "
-                       "Folder).")
+    return QObject::tr(
+               "Internal error: %1. Please report it with the log file (Help > Open Log "
+               "Folder).")
         .arg(QString::fromStdString(error.what()));
   } catch (...) {
     return QObject::tr("Internal error of an unknown kind. Please report it with the log file.");
@@ -58,8 +67,8 @@ QString describe_current_exception() {
 }
 
 bool looks_like_video(const QString& path) {
-  static const QStringList extensions = {"mp4", "mkv", "webm", "mov", "avi", "m4v",
-                                         "mpg", "mpeg", "ts", "ogv", "flv", "wmv"};
+  static const QStringList extensions = {"mp4", "mkv",  "webm", "mov", "avi", "m4v",
+                                         "mpg", "mpeg", "ts",   "ogv", "flv", "wmv"};
   return extensions.contains(QFileInfo(path).suffix().toLower());
 }
 
@@ -98,9 +107,9 @@ void fill_book_source(const Book& book, SourceInfo& source) {
   for (std::size_t c = 0; c < book.outline.chapters.size(); ++c) {
     const auto& chapter = book.outline.chapters[c];
     const ByteRange range = book.outline.chapter_bytes(c);
-    source.chapters.append(BookAnchor{QString::fromStdString(chapter.title), static_cast<int>(c + 1),
-                                      chapter.page, chapter.level, position(range.begin),
-                                      position(range.end)});
+    source.chapters.append(BookAnchor{QString::fromStdString(chapter.title),
+                                      static_cast<int>(c + 1), chapter.page, chapter.level,
+                                      position(range.begin), position(range.end)});
   }
   for (const auto& page : book.outline.pages) {
     const ByteRange range = book.outline.page_bytes(page.number);

@@ -5,7 +5,9 @@
 #include <QApplication>
 #include <QClipboard>
 #include <QCloseEvent>
+#include <QDesktopServices>
 #include <QDir>
+#include <QDockWidget>
 #include <QDragEnterEvent>
 #include <QDropEvent>
 #include <QFileDialog>
@@ -13,8 +15,10 @@
 #include <QFrame>
 #include <QHBoxLayout>
 #include <QLabel>
-#include <QMenuBar>
+#include <QLineEdit>
+#include <QListView>
 #include <QMediaPlayer>
+#include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
 #include <QPlainTextEdit>
@@ -26,11 +30,6 @@
 #include <QTextBrowser>
 #include <QTimer>
 #include <QVBoxLayout>
-
-#include <QDesktopServices>
-#include <QDockWidget>
-#include <QLineEdit>
-#include <QListView>
 
 #include "lwm/gui/app_log.h"
 #include "lwm/gui/app_settings.h"
@@ -50,11 +49,11 @@
 namespace lwm::gui {
 namespace {
 
-
 QString video_filter() {
-  return QObject::tr("Videos and books (*.mp4 *.mkv *.webm *.mov *.avi *.m4v *.txt *.md *.epub "
-                     "*.pdf);;Videos (*.mp4 *.mkv *.webm *.mov *.avi *.m4v);;Books (*.txt *.md "
-                     "*.epub *.pdf);;All files (*)");
+  return QObject::tr(
+      "Videos and books (*.mp4 *.mkv *.webm *.mov *.avi *.m4v *.txt *.md *.epub "
+      "*.pdf);;Videos (*.mp4 *.mkv *.webm *.mov *.avi *.m4v);;Books (*.txt *.md "
+      "*.epub *.pdf);;All files (*)");
 }
 
 }  // namespace
@@ -138,8 +137,9 @@ void MainWindow::buildWidgets() {
   transcript_ = new QTextBrowser;
   transcript_->setAccessibleName(tr("Chat"));
   transcript_->setOpenLinks(false);
-  transcript_->setPlaceholderText(tr("Answers appear here. Times and chapters they cite are "
-                                     "links: click one to see that place."));
+  transcript_->setPlaceholderText(
+      tr("Answers appear here. Times and chapters they cite are "
+         "links: click one to see that place."));
   left_layout->addWidget(transcript_, 1);
   stats_ = new QLabel;
   stats_->setAccessibleName(tr("Answer statistics"));
@@ -223,7 +223,7 @@ void MainWindow::buildMenus() {
     if (!key.isEmpty()) {
       action->setShortcut(key);
       action->setToolTip(QStringLiteral("%1 (%2)").arg(QString(text).remove('&'),
-                                                        key.toString(QKeySequence::NativeText)));
+                                                       key.toString(QKeySequence::NativeText)));
     }
     connect(action, &QAction::triggered, this, slot);
     return action;
@@ -231,8 +231,8 @@ void MainWindow::buildMenus() {
 
   QMenu* file = menuBar()->addMenu(tr("&File"));
   add(file, "open", tr("&Open Video or Book…"), QKeySequence::Open, [this] {
-    const QString path = QFileDialog::getOpenFileName(this, tr("Open a video or a book"), {},
-                                                      video_filter());
+    const QString path =
+        QFileDialog::getOpenFileName(this, tr("Open a video or a book"), {}, video_filter());
     if (!path.isEmpty()) openFile(path);
   });
   add(file, "openModel", tr("Open &Model…"), QKeySequence(tr("Ctrl+Shift+O")), [this] {
@@ -287,16 +287,15 @@ void MainWindow::buildMenus() {
   add(player, "seekBack", tr("Seek &Back 10 s"), QKeySequence(tr("Ctrl+Left")), [this] {
     media_->seek(std::max(0.0, static_cast<double>(media_->player()->position()) / 1000.0 - 10.0));
   });
-  add(player, "seekForward", tr("Seek &Forward 10 s"), QKeySequence(tr("Ctrl+Right")), [this] {
-    media_->seek(static_cast<double>(media_->player()->position()) / 1000.0 + 10.0);
-  });
+  add(player, "seekForward", tr("Seek &Forward 10 s"), QKeySequence(tr("Ctrl+Right")),
+      [this] { media_->seek(static_cast<double>(media_->player()->position()) / 1000.0 + 10.0); });
 
   QMenu* view = menuBar()->addMenu(tr("&View"));
   QMenu* theme = view->addMenu(tr("&Theme"));
   auto* themes = new QActionGroup(this);
-  for (const auto& [value, text] : {std::pair{Theme::system, tr("Follow &System")},
-                                    std::pair{Theme::light, tr("&Light")},
-                                    std::pair{Theme::dark, tr("&Dark")}}) {
+  for (const auto& [value, text] :
+       {std::pair{Theme::system, tr("Follow &System")}, std::pair{Theme::light, tr("&Light")},
+        std::pair{Theme::dark, tr("&Dark")}}) {
     QAction* action = theme->addAction(text);
     action->setObjectName(QStringLiteral("theme-") + to_string(value));
     action->setCheckable(true);
@@ -329,13 +328,12 @@ void MainWindow::connectEngine() {
   connect(w, &Engine::modelLoaded, this, [this](const ModelInfo& info) {
     model_ = info;
     settings_->set_last_model_directory(info.directory);
-    statusBar()->showMessage(
-        tr("Model %1: %2 parameters, context %3 tokens, %4%5")
-            .arg(info.name)
-            .arg(info.parameters)
-            .arg(info.context_window)
-            .arg(format_bytes(info.weights_bytes))
-            .arg(info.vision ? tr(", reads videos") : tr(", text only")));
+    statusBar()->showMessage(tr("Model %1: %2 parameters, context %3 tokens, %4%5")
+                                 .arg(info.name)
+                                 .arg(info.parameters)
+                                 .arg(info.context_window)
+                                 .arg(format_bytes(info.weights_bytes))
+                                 .arg(info.vision ? tr(", reads videos") : tr(", text only")));
     updateTitle();
     requestPlan();
   });
@@ -403,18 +401,18 @@ void MainWindow::connectEngine() {
     }
     chat_->appendToAnswer(text);
   });
-  connect(w, &Engine::answerFinished, this,
-          [this](const AnswerStats& stats, AnswerEnd end, const QString& error) {
-            if (ingesting_) {
-              ingesting_ = false;
-              plan_->setRunning(false, QString());
-            }
-            chat_->finishAnswer(stats, end, error);
-            const auto& messages = chat_->record().messages;
-            stats_->setText(messages.isEmpty() ? QString()
-                                               : ChatModel::statsSummary(messages.last()));
-            renderTranscript();
-          });
+  connect(
+      w, &Engine::answerFinished, this,
+      [this](const AnswerStats& stats, AnswerEnd end, const QString& error) {
+        if (ingesting_) {
+          ingesting_ = false;
+          plan_->setRunning(false, QString());
+        }
+        chat_->finishAnswer(stats, end, error);
+        const auto& messages = chat_->record().messages;
+        stats_->setText(messages.isEmpty() ? QString() : ChatModel::statsSummary(messages.last()));
+        renderTranscript();
+      });
   connect(w, &Engine::failed, this, [this](const QString& operation, const QString& message) {
     if (ingesting_) {
       ingesting_ = false;
@@ -424,7 +422,9 @@ void MainWindow::connectEngine() {
   });
 }
 
-bool MainWindow::bannerVisible() const { return !banner_->isHidden(); }
+bool MainWindow::bannerVisible() const {
+  return !banner_->isHidden();
+}
 
 void MainWindow::showBanner(const QString& text) {
   banner_text_->setText(text);
@@ -496,7 +496,9 @@ void MainWindow::startAnswer(const QString& question) {
   engine_->ask(question, plan_->choices(), generationSettings());
 }
 
-void MainWindow::stop() { engine_->stop(); }
+void MainWindow::stop() {
+  engine_->stop();
+}
 
 void MainWindow::regenerate() {
   const int row = chat_->lastQuestionRow();
@@ -530,9 +532,15 @@ void MainWindow::followLink(const QUrl& url) {
   if (!citation) return;
   bool shown = false;
   switch (citation->kind) {
-    case Citation::Kind::time: shown = media_->seek(citation->seconds); break;
-    case Citation::Kind::chapter: shown = media_->showChapter(citation->number); break;
-    case Citation::Kind::page: shown = media_->showPage(citation->number); break;
+    case Citation::Kind::time:
+      shown = media_->seek(citation->seconds);
+      break;
+    case Citation::Kind::chapter:
+      shown = media_->showChapter(citation->number);
+      break;
+    case Citation::Kind::page:
+      shown = media_->showPage(citation->number);
+      break;
   }
   if (!shown) {
     statusBar()->showMessage(tr("%1 is not in the open source.").arg(url.toString()), 5000);
@@ -555,10 +563,12 @@ void MainWindow::renderTranscript() {
       markdown += link_citations(message.text, source_.kind) + QStringLiteral("\n\n");
     } else {
       markdown += tr("**LWM** · %1\n\n").arg(time);
-      markdown += message.text.isEmpty() && chat_->answering() ? tr("…")
-                                                               : link_citations(message.text, source_.kind);
+      markdown += message.text.isEmpty() && chat_->answering()
+                      ? tr("…")
+                      : link_citations(message.text, source_.kind);
       markdown += QStringLiteral("\n\n");
-      if (message.end == AnswerEnd::failed) markdown += QStringLiteral("> ") + message.error + "\n\n";
+      if (message.end == AnswerEnd::failed)
+        markdown += QStringLiteral("> ") + message.error + "\n\n";
       const QString stats = ChatModel::statsSummary(message);
       if (!stats.isEmpty()) markdown += QStringLiteral("*") + stats + QStringLiteral("*\n\n");
     }
@@ -568,7 +578,9 @@ void MainWindow::renderTranscript() {
   if (at_end) bar->setValue(bar->maximum());
 }
 
-QStringList MainWindow::recentFiles() const { return settings_->recent_files(); }
+QStringList MainWindow::recentFiles() const {
+  return settings_->recent_files();
+}
 
 void MainWindow::rememberRecent(const QString& path) {
   settings_->add_recent_file(path);
@@ -689,7 +701,8 @@ void MainWindow::exportChat(bool markdown) {
       markdown ? tr("Markdown (*.md)") : tr("JSON (*.json)"));
   if (path.isEmpty()) return;
   QString error;
-  const bool ok = markdown ? export_markdown(record, path, &error) : export_json(record, path, &error);
+  const bool ok =
+      markdown ? export_markdown(record, path, &error) : export_json(record, path, &error);
   if (!ok)
     showBanner(error);
   else

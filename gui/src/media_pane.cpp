@@ -20,8 +20,9 @@
 namespace lwm::gui {
 
 MediaPane::MediaPane(QWidget* parent) : QStackedWidget(parent) {
-  auto* empty = new QLabel(tr("Open a video or a book: File > Open, drop a file here, or pick one "
-                              "from File > Open Recent."));
+  auto* empty =
+      new QLabel(tr("Open a video or a book: File > Open, drop a file here, or pick one "
+                    "from File > Open Recent."));
   empty->setAlignment(Qt::AlignCenter);
   empty->setWordWrap(true);
   empty_page_ = empty;
@@ -75,12 +76,10 @@ MediaPane::MediaPane(QWidget* parent) : QStackedWidget(parent) {
   connect(player_, &QMediaPlayer::positionChanged, this, [this](qint64 ms) {
     video_time_->setText(format_timestamp(static_cast<double>(ms) / 1000.0));
   });
-  connect(timeline_, &QListWidget::itemActivated, this, [this](QListWidgetItem* item) {
-    seek(item->data(Qt::UserRole).toDouble());
-  });
-  connect(timeline_, &QListWidget::itemClicked, this, [this](QListWidgetItem* item) {
-    seek(item->data(Qt::UserRole).toDouble());
-  });
+  connect(timeline_, &QListWidget::itemActivated, this,
+          [this](QListWidgetItem* item) { seek(item->data(Qt::UserRole).toDouble()); });
+  connect(timeline_, &QListWidget::itemClicked, this,
+          [this](QListWidgetItem* item) { seek(item->data(Qt::UserRole).toDouble()); });
 }
 
 void MediaPane::showSource(const SourceInfo& source) {
@@ -100,13 +99,16 @@ void MediaPane::showSource(const SourceInfo& source) {
   }
 }
 
-void MediaPane::clearThumbnails() { timeline_->clear(); }
+void MediaPane::clearThumbnails() {
+  timeline_->clear();
+}
 
 void MediaPane::addThumbnail(int index, double seconds, const QImage& image) {
   auto* item = new QListWidgetItem(QIcon(QPixmap::fromImage(image)), format_timestamp(seconds));
   item->setData(Qt::UserRole, seconds);
   item->setData(Qt::UserRole + 1, index);
-  item->setToolTip(tr("Frame %1 at %2: click to seek").arg(index + 1).arg(format_timestamp(seconds)));
+  item->setToolTip(
+      tr("Frame %1 at %2: click to seek").arg(index + 1).arg(format_timestamp(seconds)));
   timeline_->addItem(item);
 }
 
@@ -130,8 +132,9 @@ bool MediaPane::seek(double seconds) {
 bool MediaPane::highlight(const BookAnchor& anchor) {
   QTextCursor cursor(reader_->document());
   cursor.setPosition(static_cast<int>(anchor.begin));
-  cursor.setPosition(static_cast<int>(std::min<qint64>(anchor.end, reader_->document()->characterCount() - 1)),
-                     QTextCursor::KeepAnchor);
+  cursor.setPosition(
+      static_cast<int>(std::min<qint64>(anchor.end, reader_->document()->characterCount() - 1)),
+      QTextCursor::KeepAnchor);
   reader_->setTextCursor(cursor);
   // Scroll so the passage starts at the top of the pane.
   QTextCursor start(reader_->document());

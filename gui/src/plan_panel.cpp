@@ -38,8 +38,9 @@ PlanPanel::PlanPanel(QWidget* parent) : QWidget(parent) {
   devices_ = new QComboBox;
   for (const QString& device : available_devices()) devices_->addItem(device, device);
   devices_->setAccessibleName(tr("Devices"));
-  devices_->setToolTip(tr("Where the model runs. GPUs are listed when this build has CUDA and "
-                          "finds them; the engine never falls back to the CPU on its own."));
+  devices_->setToolTip(
+      tr("Where the model runs. GPUs are listed when this build has CUDA and "
+         "finds them; the engine never falls back to the CPU on its own."));
   kv_cache_ = new QComboBox;
   kv_cache_->addItem(tr("auto"), QStringLiteral("auto"));
   kv_cache_->addItem(tr("f32"), QStringLiteral("f32"));

@@ -78,12 +78,12 @@ void SessionsPanel::deleteSelected() {
   const QString id = selectedId();
   const ChatRecord* record = sessions_->record(id);
   if (!record) return;
-  const auto answer = QMessageBox::question(
-      this, tr("Delete chat"),
-      tr("Delete the chat \"%1\" and its %2 messages? This cannot be undone.")
-          .arg(record->title)
-          .arg(record->messages.size()),
-      QMessageBox::Yes | QMessageBox::Cancel, QMessageBox::Cancel);
+  const auto answer =
+      QMessageBox::question(this, tr("Delete chat"),
+                            tr("Delete the chat \"%1\" and its %2 messages? This cannot be undone.")
+                                .arg(record->title)
+                                .arg(record->messages.size()),
+                            QMessageBox::Yes | QMessageBox::Cancel, QMessageBox::Cancel);
   if (answer == QMessageBox::Yes && sessions_->remove(id)) emit deleted(id);
 }
 

@@ -1,9 +1,9 @@
 #include "gui_test_support.h"
 
 #include <QDebug>
+#include <QFile>
 #include <QProcess>
 #include <QTextStream>
-#include <QFile>
 #include <QUuid>
 #include <chrono>
 #include <cstdlib>
@@ -128,11 +128,12 @@ QString first_difference(const ChatRecord& a, const ChatRecord& b) {
            describe(b.field);
   LWM_COMPARE(id)
   LWM_COMPARE(title)
-  LWM_COMPARE(model_dir) LWM_COMPARE(source_path) LWM_COMPARE(source_sha256)
-      LWM_COMPARE(choices.frames) LWM_COMPARE(choices.fps) LWM_COMPARE(choices.devices) LWM_COMPARE(
-          choices.kv_cache) LWM_COMPARE(choices.context) LWM_COMPARE(created) LWM_COMPARE(updated)
-          LWM_COMPARE(messages.size()) if (a.source_kind !=
-                                           b.source_kind) return QStringLiteral("source_kind");
+  LWM_COMPARE(model_dir)
+  LWM_COMPARE(source_path) LWM_COMPARE(source_sha256) LWM_COMPARE(choices.frames)
+      LWM_COMPARE(choices.fps) LWM_COMPARE(choices.devices) LWM_COMPARE(choices.kv_cache)
+          LWM_COMPARE(choices.context) LWM_COMPARE(created) LWM_COMPARE(updated)
+              LWM_COMPARE(messages.size()) if (a.source_kind !=
+                                               b.source_kind) return QStringLiteral("source_kind");
 #undef LWM_COMPARE
   for (qsizetype i = 0; i < a.messages.size(); ++i) {
     const ChatMessage& x = a.messages[i];
@@ -144,7 +145,8 @@ QString first_difference(const ChatRecord& a, const ChatRecord& b) {
            describe(y.field);
     LWM_COMPARE(text)
     LWM_COMPARE(time)
-        LWM_COMPARE(error) LWM_COMPARE(stats.prompt_tokens) LWM_COMPARE(stats.reused_tokens)
+    LWM_COMPARE(error)
+        LWM_COMPARE(stats.prompt_tokens) LWM_COMPARE(stats.reused_tokens)
             LWM_COMPARE(stats.generated_tokens) LWM_COMPARE(stats.time_to_first_token_s)
                 LWM_COMPARE(stats.prefill_tokens_per_s) LWM_COMPARE(stats.decode_tokens_per_s)
 #undef LWM_COMPARE
@@ -187,8 +189,9 @@ QString write_book(const QTemporaryDir& dir, int chapters, int paragraphs) {
     const QString season = QString::fromLatin1(seasons[(c - 1) % 5]);
     text += QStringLiteral("# Chapter %1: %2\n\n").arg(c).arg(season);
     for (int p = 1; p <= paragraphs; ++p) {
-      text += QStringLiteral("In %1 the keeper climbed the ninety-four steps, trimmed the wick and "
-                             "wrote the weather in the logbook, paragraph %2 of chapter %3.\n\n")
+      text += QStringLiteral(
+                  "In %1 the keeper climbed the ninety-four steps, trimmed the wick and "
+                  "wrote the weather in the logbook, paragraph %2 of chapter %3.\n\n")
                   .arg(season)
                   .arg(p)
                   .arg(c);

@@ -63,7 +63,8 @@ class ChatModelTest : public QObject {
     QVERIFY(!model.editQuestion(1, QStringLiteral("not a question row")));
     QVERIFY(model.editQuestion(0, QStringLiteral("Where exactly is it?")));
     QCOMPARE(model.rowCount(), 1);
-    QCOMPARE(model.index(0).data(ChatModel::TextRole).toString(), QStringLiteral("Where exactly is it?"));
+    QCOMPARE(model.index(0).data(ChatModel::TextRole).toString(),
+             QStringLiteral("Where exactly is it?"));
     QVERIFY(changed.size() >= 5);
 
     // A failed answer keeps its sentence.

@@ -39,9 +39,8 @@ class CitationsTest : public QObject {
   }
 
   void videoAnswersLinkTimes() {
-    const QString linked =
-        link_citations(QStringLiteral("The boat leaves at 0:42 and returns at 1:02:03."),
-                       SourceKind::video);
+    const QString linked = link_citations(
+        QStringLiteral("The boat leaves at 0:42 and returns at 1:02:03."), SourceKind::video);
     QCOMPARE(linked, QStringLiteral("The boat leaves at [0:42](seek:42) and returns at "
                                     "[1:02:03](seek:3723)."));
     // Not inside code, not inside an existing link, not a ratio like 3:4 or a clock with 1:2.
@@ -53,15 +52,16 @@ class CitationsTest : public QObject {
   }
 
   void bookAnswersLinkChaptersAndPages() {
-    QCOMPARE(link_citations(QStringLiteral("See chapter 3, Chapter IV and page 12."),
-                            SourceKind::book),
-             QStringLiteral("See [chapter 3](chapter:3), [Chapter IV](chapter:4) and "
-                            "[page 12](page:12)."));
+    QCOMPARE(
+        link_citations(QStringLiteral("See chapter 3, Chapter IV and page 12."), SourceKind::book),
+        QStringLiteral("See [chapter 3](chapter:3), [Chapter IV](chapter:4) and "
+                       "[page 12](page:12)."));
     QCOMPARE(link_citations(QStringLiteral("p. 7"), SourceKind::book),
              QStringLiteral("[p. 7](page:7)"));
     QCOMPARE(link_citations(QStringLiteral("chapter 3"), SourceKind::video),
              QStringLiteral("chapter 3"));
-    QCOMPARE(link_citations(QStringLiteral("chapters"), SourceKind::book), QStringLiteral("chapters"));
+    QCOMPARE(link_citations(QStringLiteral("chapters"), SourceKind::book),
+             QStringLiteral("chapters"));
   }
 
   void linksBecomeCitations() {

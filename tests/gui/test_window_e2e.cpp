@@ -20,14 +20,14 @@
 #include <QTextBrowser>
 #include <memory>
 
-#include "media_pane.h"
-#include "plan_panel.h"
 #include "gui_test_support.h"
 #include "lwm/gui/chat_model.h"
 #include "lwm/gui/chat_store.h"
-#include "lwm/gui/session_list_model.h"
 #include "lwm/gui/engine.h"
 #include "lwm/gui/main_window.h"
+#include "lwm/gui/session_list_model.h"
+#include "media_pane.h"
+#include "plan_panel.h"
 
 using namespace lwm::gui;
 
@@ -150,18 +150,18 @@ class WindowEndToEnd : public QObject {
     // chat and its book, and says what happened.
     owned.reset();
     {
-    MainWindow reopened(chats);
-    reopened.loadModel(demo);
-    reopened.restoreLastSession(true);
-    reopened.show();
-    QVERIFY(reopened.bannerVisible());
-    QVERIFY2(reopened.bannerLabel()->text().contains(QStringLiteral("did not close normally")),
-             qPrintable(reopened.bannerLabel()->text()));
-    QTRY_VERIFY_WITH_TIMEOUT(reopened.source().kind == SourceKind::book, kTimeoutMs);
-    QCOMPARE(reopened.chatModel()->record().id, id);
-    QCOMPARE(reopened.chatModel()->rowCount(), 2);
-    QCOMPARE(reopened.chatModel()->record().messages.last().text, answer.text);
-    reopened.close();  // a clean quit this time
+      MainWindow reopened(chats);
+      reopened.loadModel(demo);
+      reopened.restoreLastSession(true);
+      reopened.show();
+      QVERIFY(reopened.bannerVisible());
+      QVERIFY2(reopened.bannerLabel()->text().contains(QStringLiteral("did not close normally")),
+               qPrintable(reopened.bannerLabel()->text()));
+      QTRY_VERIFY_WITH_TIMEOUT(reopened.source().kind == SourceKind::book, kTimeoutMs);
+      QCOMPARE(reopened.chatModel()->record().id, id);
+      QCOMPARE(reopened.chatModel()->rowCount(), 2);
+      QCOMPARE(reopened.chatModel()->record().messages.last().text, answer.text);
+      reopened.close();  // a clean quit this time
     }
     MainWindow third(chats);
     third.restoreLastSession(false);

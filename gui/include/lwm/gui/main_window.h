@@ -113,7 +113,7 @@ class MainWindow : public QMainWindow {
   SystemAppearance system_appearance_;
   SessionListModel* sessions_ = nullptr;
   SessionsPanel* sessions_panel_ = nullptr;
-  AppStateKeeper* keeper_ = nullptr;  // null when another instance owns the chats folder
+  AppStateKeeper* keeper_ = nullptr;        // null when another instance owns the chats folder
   std::optional<ChatRecord> pending_chat_;  // reopened when its source has opened
   Engine* engine_ = nullptr;
   ChatModel* chat_ = nullptr;

@@ -574,7 +574,11 @@ void MainWindow::renderTranscript() {
     }
     markdown += QStringLiteral("---\n\n");
   }
-  transcript_->setMarkdown(markdown);
+  // Answers are Markdown from a model: rendered, but raw HTML in them is shown as text, never
+  // interpreted (no remote images, no hidden links).
+  transcript_->document()->setMarkdown(
+      markdown, QTextDocument::MarkdownFeatures(QTextDocument::MarkdownDialectGitHub |
+                                                QTextDocument::MarkdownNoHTML));
   if (at_end) bar->setValue(bar->maximum());
 }
 

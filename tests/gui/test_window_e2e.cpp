@@ -187,8 +187,10 @@ class WindowEndToEnd : public QObject {
                              kTimeoutMs);
 
     // Asking ingests first (decoding with thumbnails, tokenizing, prefill), then answers.
-    window.ask(QStringLiteral("What is on screen at 0:03?"));
+    window.ask(QStringLiteral("What is on screen at 0:03? <img src=\"x.png\">"));
     QTRY_COMPARE_WITH_TIMEOUT(answered.size(), 1, kTimeoutMs);
+    // Raw HTML in a message is shown as text, not interpreted.
+    QTRY_VERIFY(window.transcript()->toPlainText().contains(QStringLiteral("<img src=\"x.png\">")));
     QCOMPARE(window.mediaPane()->timeline()->count(), 6);
     QVERIFY(click_link(window.transcript(), QStringLiteral("seek:3")));
     QTRY_COMPARE(window.mediaPane()->lastSeekSeconds(), 3.0);

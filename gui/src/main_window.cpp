@@ -450,6 +450,7 @@ void MainWindow::openFile(const QString& path) {
     return;
   }
   statusBar()->showMessage(tr("Opening %1…").arg(info.fileName()));
+  if (busy_) engine_->stop();  // the new source replaces whatever is being ingested or answered
   engine_->openSource(info.absoluteFilePath());
 }
 

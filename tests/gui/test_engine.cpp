@@ -25,6 +25,7 @@ class EngineTest : public QObject {
  private slots:
   void initTestCase();
   void badModelFolderIsAnErrorSignal();
+  void badSourceIsAnErrorSignal();
   void planSaysWhatFitsAndWhatWillNot();
   void cancelledIngestResumesFromItsCache();
   void askStreamsTheSessionsAnswer();
@@ -87,6 +88,33 @@ void EngineTest::badModelFolderIsAnErrorSignal() {
   engine.ask(QStringLiteral("Anyone there?"), IngestChoices{}, GenerationSettings{});
   QTRY_COMPARE_WITH_TIMEOUT(failed.size(), 4, kTimeoutMs);
   QVERIFY(failed[3][1].toString().contains(QStringLiteral("model")));
+}
+
+void EngineTest::badSourceIsAnErrorSignal() {
+  Engine engine;
+  QSignalSpy failed(&engine, &Engine::failed);
+  QSignalSpy opened(&engine, &Engine::sourceOpened);
+  engine.openSource(dir_.filePath(QStringLiteral("missing.txt")));
+  QTRY_COMPARE_WITH_TIMEOUT(failed.size(), 1, kTimeoutMs);
+  QVERIFY2(failed[0][1].toString().contains(QStringLiteral("does not exist")),
+           qPrintable(failed[0][1].toString()));
+  // An empty book and a video that is not one: the readers' reasons, as sentences.
+  const QString empty = dir_.filePath(QStringLiteral("empty.txt"));
+  QVERIFY(test::write_file(empty));
+  engine.openSource(empty);
+  QTRY_COMPARE_WITH_TIMEOUT(failed.size(), 2, kTimeoutMs);
+  const QString fake = dir_.filePath(QStringLiteral("not-a-video.mp4"));
+  QVERIFY(test::write_file(fake, QByteArray("this is text, not a video\n")));
+  engine.openSource(fake);
+  QTRY_COMPARE_WITH_TIMEOUT(failed.size(), 3, kTimeoutMs);
+  for (const auto& signal : failed) {
+    const QString sentence = signal[1].toString();
+    QVERIFY2(!sentence.isEmpty() && sentence[0].isUpper() && sentence.endsWith('.'),
+             qPrintable(sentence));
+  }
+  QVERIFY2(failed[2][1].toString().contains(QStringLiteral("not-a-video.mp4")),
+           qPrintable(failed[2][1].toString()));
+  QCOMPARE(opened.size(), 0);
 }
 
 void EngineTest::planSaysWhatFitsAndWhatWillNot() {

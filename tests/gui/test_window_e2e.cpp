@@ -3,6 +3,7 @@
 // streamed answer with its statistics, click a chapter link and see the reader highlight it.
 // The same for a generated video with a tiny vision model, clicking a timestamp to seek the
 // player. Each leaves a screenshot in the build directory (CI keeps them as artifacts).
+#include <QClipboard>
 #include <QDir>
 #include <QDropEvent>
 #include <QLabel>
@@ -21,6 +22,7 @@
 #include <memory>
 
 #include "gui_test_support.h"
+#include "lwm/gui/app_settings.h"
 #include "lwm/gui/chat_model.h"
 #include "lwm/gui/chat_store.h"
 #include "lwm/gui/engine.h"
@@ -88,6 +90,11 @@ class WindowEndToEnd : public QObject {
     QVERIFY2(QFileInfo::exists(demo + "/config.json"), "build the lwm_demo_model target first");
     const QString book = test::write_book(dir_, 3, 3);
 
+    AppSettings settings;  // short answers keep the test quick
+    SamplingSettings sampling;
+    sampling.max_tokens = 48;
+    settings.set_sampling(sampling);
+    settings.sync();
     const QString chats = dir_.filePath(QStringLiteral("chats"));
     auto owned = std::make_unique<MainWindow>(chats);
     MainWindow& window = *owned;
@@ -127,6 +134,27 @@ class WindowEndToEnd : public QObject {
     QVERIFY2(window.statsLabel()->text().contains(QStringLiteral("first token")),
              qPrintable(window.statsLabel()->text()));
 
+    // Copy puts the answer on the clipboard; Regenerate asks the same question again, keeping one
+    // question and one answer; Edit & Resend puts the question back in the box, and the edited
+    // question replaces it.
+    window.action(QStringLiteral("copy"))->trigger();
+    QCOMPARE(QApplication::clipboard()->text(), answer.text);
+    QTRY_VERIFY(!window.engine()->busy());
+    window.action(QStringLiteral("regenerate"))->trigger();
+    QTRY_COMPARE_WITH_TIMEOUT(answered.size(), 2, kTimeoutMs);
+    QTRY_VERIFY(!window.chatModel()->answering() && !window.engine()->busy());
+    QCOMPARE(window.chatModel()->rowCount(), 2);
+    QVERIFY(window.chatModel()->record().messages.last().stats.generated_tokens > 0);
+    window.action(QStringLiteral("editResend"))->trigger();
+    QCOMPARE(window.questionEdit()->toPlainText(), QStringLiteral("What happens in chapter 3?"));
+    const QString edited = QStringLiteral("What happens in chapter 3 after page 1?");
+    window.questionEdit()->setPlainText(edited);
+    window.action(QStringLiteral("ask"))->trigger();
+    QTRY_COMPARE_WITH_TIMEOUT(answered.size(), 3, kTimeoutMs);
+    QTRY_VERIFY(!window.chatModel()->answering());
+    QCOMPARE(window.chatModel()->rowCount(), 2);
+    QCOMPARE(window.chatModel()->record().messages.first().text, edited);
+
     // "chapter 3" is a link (the demo model's random answer cites nothing real, the question
     // does); clicking it scrolls the reader to chapter 3 and highlights it.
     QVERIFY(click_link(window.transcript(), QStringLiteral("chapter:3")));
@@ -141,6 +169,7 @@ class WindowEndToEnd : public QObject {
              qPrintable(selected.left(200)));
     // Saved after the answer: the sidebar lists the chat and its file is on disk.
     const QString id = window.chatModel()->record().id;
+    const QString window_last_answer = window.chatModel()->record().messages.last().text;
     QTRY_COMPARE(window.sessions()->rowCount(), 1);
     QVERIFY(QFileInfo::exists(window.store()->file_path(id)));
     const QString png = screenshot(&window, QStringLiteral("lwm-studio-e2e-book.png"));
@@ -160,7 +189,8 @@ class WindowEndToEnd : public QObject {
       QTRY_VERIFY_WITH_TIMEOUT(reopened.source().kind == SourceKind::book, kTimeoutMs);
       QCOMPARE(reopened.chatModel()->record().id, id);
       QCOMPARE(reopened.chatModel()->rowCount(), 2);
-      QCOMPARE(reopened.chatModel()->record().messages.last().text, answer.text);
+      QCOMPARE(reopened.chatModel()->record().messages.last().text,
+             window_last_answer);
       reopened.close();  // a clean quit this time
     }
     MainWindow third(chats);

@@ -14,7 +14,7 @@ QString format_timestamp(double seconds) {
 
 QString format_bytes(qint64 bytes) {
   if (bytes < 1024) return QStringLiteral("%1 B").arg(bytes);
-  const char* units[] = {"KB", "MB", "GB", "TB"};
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
   double value = static_cast<double>(bytes);
   int unit = -1;
   while (value >= 1024.0 && unit < 3) {

@@ -86,8 +86,8 @@ class CitationsTest : public QObject {
 
   void numbersForPeople() {
     QCOMPARE(format_bytes(512), QStringLiteral("512 B"));
-    QCOMPARE(format_bytes(1536), QStringLiteral("1.50 KB"));
-    QCOMPARE(format_bytes(qint64{36} << 20), QStringLiteral("36.0 MB"));
+    QCOMPARE(format_bytes(1536), QStringLiteral("1.50 KiB"));
+    QCOMPARE(format_bytes(qint64{36} << 20), QStringLiteral("36.0 MiB"));
     QCOMPARE(format_duration(-1), QStringLiteral("unknown"));
     QCOMPARE(format_duration(200), QStringLiteral("3 min 20 s"));
     QCOMPARE(format_duration(3900), QStringLiteral("1 h 05 min"));

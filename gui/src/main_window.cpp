@@ -212,7 +212,9 @@ void MainWindow::buildWidgets() {
   connect(plan_, &PlanPanel::choicesChanged, this, &MainWindow::requestPlan);
   connect(plan_, &PlanPanel::ingestRequested, this, &MainWindow::startIngest);
   connect(plan_, &PlanPanel::cancelRequested, this, &MainWindow::stop);
-  statusBar()->showMessage(tr("No model loaded"));
+  model_label_ = new QLabel(tr("No model loaded"));
+  model_label_->setAccessibleName(tr("Model"));
+  statusBar()->addPermanentWidget(model_label_);
 }
 
 void MainWindow::buildMenus() {
@@ -328,12 +330,13 @@ void MainWindow::connectEngine() {
   connect(w, &Engine::modelLoaded, this, [this](const ModelInfo& info) {
     model_ = info;
     settings_->set_last_model_directory(info.directory);
-    statusBar()->showMessage(tr("Model %1: %2 parameters, context %3 tokens, %4%5")
-                                 .arg(info.name)
-                                 .arg(info.parameters)
-                                 .arg(info.context_window)
-                                 .arg(format_bytes(info.weights_bytes))
-                                 .arg(info.vision ? tr(", reads videos") : tr(", text only")));
+    model_label_->setText(tr("Model %1: %2 parameters, context %3 tokens, %4%5")
+                              .arg(info.name)
+                              .arg(info.parameters)
+                              .arg(info.context_window)
+                              .arg(format_bytes(info.weights_bytes))
+                              .arg(info.vision ? tr(", reads videos") : tr(", text only")));
+    statusBar()->showMessage(tr("Model %1 loaded.").arg(info.name), 5000);
     updateTitle();
     requestPlan();
   });

@@ -28,6 +28,7 @@ QString format_bytes(qint64 bytes) {
 
 QString format_duration(double seconds) {
   if (seconds < 0) return QStringLiteral("unknown");
+  if (seconds < 0.05) return QStringLiteral("under 0.1 s");
   if (seconds < 10) return QStringLiteral("%1 s").arg(seconds, 0, 'f', 1);
   const qint64 total = static_cast<qint64>(std::round(seconds));
   if (total < 60) return QStringLiteral("%1 s").arg(total);

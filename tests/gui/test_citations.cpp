@@ -89,6 +89,8 @@ class CitationsTest : public QObject {
     QCOMPARE(format_bytes(1536), QStringLiteral("1.50 KiB"));
     QCOMPARE(format_bytes(qint64{36} << 20), QStringLiteral("36.0 MiB"));
     QCOMPARE(format_duration(-1), QStringLiteral("unknown"));
+    QCOMPARE(format_duration(0.01), QStringLiteral("under 0.1 s"));
+    QCOMPARE(format_duration(0.4), QStringLiteral("0.4 s"));
     QCOMPARE(format_duration(200), QStringLiteral("3 min 20 s"));
     QCOMPARE(format_duration(3900), QStringLiteral("1 h 05 min"));
   }

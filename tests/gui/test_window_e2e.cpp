@@ -114,6 +114,8 @@ class WindowEndToEnd : public QObject {
     QCOMPARE(window.source().chapters.size(), 4);  // the title heading and three chapters
     QTRY_VERIFY_WITH_TIMEOUT(window.planPanel()->planLabel()->text().contains("Fits"), kTimeoutMs);
     QVERIFY(window.windowTitle().contains(QStringLiteral("demo-model")));
+    QVERIFY2(window.modelLabel()->text().contains(QStringLiteral("context 4096 tokens")),
+             qPrintable(window.modelLabel()->text()));
     QCOMPARE(window.recentFiles().value(0), QFileInfo(book).absoluteFilePath());
 
     QTest::mouseClick(window.planPanel()->ingestButton(), Qt::LeftButton);

@@ -65,6 +65,7 @@ class MainWindow : public QMainWindow {
   MediaPane* mediaPane() const { return media_; }
   QLabel* bannerLabel() const { return banner_text_; }
   QLabel* statsLabel() const { return stats_; }
+  QLabel* modelLabel() const { return model_label_; }
   bool bannerVisible() const;
   const ModelInfo& model() const noexcept { return model_; }
   const SourceInfo& source() const noexcept { return source_; }
@@ -127,6 +128,7 @@ class MainWindow : public QMainWindow {
   QPushButton* edit_button_ = nullptr;
   QPushButton* copy_button_ = nullptr;
   QLabel* stats_ = nullptr;
+  QLabel* model_label_ = nullptr;  // the loaded model, always in the status bar
   QFrame* banner_ = nullptr;
   QLabel* banner_text_ = nullptr;
   QMenu* recent_menu_ = nullptr;

@@ -9,7 +9,7 @@ namespace lwm::gui {
 QString format_timestamp(double seconds);
 // "512 B", "1.50 KiB", "36.0 MiB", "2.00 GiB".
 QString format_bytes(qint64 bytes);
-// "0.4 s", "12 s", "3 min 20 s", "1 h 05 min"; "unknown" for a negative value.
+// "under 0.1 s", "0.4 s", "12 s", "3 min 20 s", "1 h 05 min"; "unknown" for a negative value.
 QString format_duration(double seconds);
 
 }  // namespace lwm::gui

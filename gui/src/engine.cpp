@@ -320,6 +320,14 @@ void EngineWorker::plan(const IngestChoices& choices) {
     if (s.kind == SourceKind::video) {
       plan.frames = s.planned_frames(choices);
       per_frame = s.vqgan->config().tokens_per_frame() + 1;  // codes and a delimiter (§2.3)
+      // Far too many frames for the model: say so without building a prompt that large.
+      const std::int64_t limit = s.model->config().max_sequence_length;
+      if (plan.frames * per_frame >= limit) {
+        throw Error(ErrorKind::out_of_memory,
+                    std::to_string(plan.frames) + " frames are at least " +
+                        std::to_string(plan.frames * per_frame) +
+                        " tokens, more than the model's context of " + std::to_string(limit));
+      }
       // Counted before the frames are decoded: the prompt of that many frames of zero codes.
       session_plan =
           Session::plan_video(*s.model, *s.tokenizer, s.planned_codes(plan.frames), options);

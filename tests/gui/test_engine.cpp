@@ -282,6 +282,15 @@ void EngineTest::videoIngestSamplesThumbnailsAndAnswers() {
   const auto plan = planned[0][0].value<PlanInfo>();
   QVERIFY2(plan.fits, qPrintable(plan.verdict));
   QCOMPARE(plan.frames, 4);
+  // Far more frames than the context holds: a plan that says how many would fit.
+  IngestChoices too_many;
+  too_many.frames = 1 << 20;
+  engine.plan(too_many);
+  QTRY_COMPARE_WITH_TIMEOUT(planned.size(), 2, kTimeoutMs);
+  const auto refused = planned[1][0].value<PlanInfo>();
+  QVERIFY(!refused.fits);
+  QVERIFY2(refused.verdict.contains(QStringLiteral("At most about")), qPrintable(refused.verdict));
+
   engine.ingest(choices);
   QTRY_COMPARE_WITH_TIMEOUT(finished.size(), 1, kTimeoutMs);
   QCOMPARE(finished[0][0].toLongLong(), plan.source_tokens);  // the plan counted right

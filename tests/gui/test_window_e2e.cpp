@@ -191,8 +191,7 @@ class WindowEndToEnd : public QObject {
       QTRY_VERIFY_WITH_TIMEOUT(reopened.source().kind == SourceKind::book, kTimeoutMs);
       QCOMPARE(reopened.chatModel()->record().id, id);
       QCOMPARE(reopened.chatModel()->rowCount(), 2);
-      QCOMPARE(reopened.chatModel()->record().messages.last().text,
-             window_last_answer);
+      QCOMPARE(reopened.chatModel()->record().messages.last().text, window_last_answer);
       reopened.close();  // a clean quit this time
     }
     MainWindow third(chats);

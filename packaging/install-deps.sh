@@ -43,6 +43,11 @@ packages=(
   libgmock-dev
   python3-venv        # the test environment below
   qt6-base-dev        # the desktop application and its Qt Test suites (the build skips them without Qt)
+  qt6-multimedia-dev  # lwm-studio's video player (QMediaPlayer, QVideoWidget)
+  gstreamer1.0-plugins-good  # Qt Multimedia's backend on Debian: MP4/Matroska demuxers
+  gstreamer1.0-libav  # ...and the FFmpeg decoders (H.264 and friends) the player needs
+  xvfb                # the GUI end-to-end test drives the real window on a virtual X server
+  xauth               # xvfb-run needs it
   libavformat-dev     # video reader (core/src/media): containers, seeking
   libavcodec-dev      # video reader: decoders
   libavutil-dev       # video reader: display matrix, frames

@@ -1,6 +1,7 @@
 #include "lwm/session.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 #include <utility>
 
@@ -41,6 +42,63 @@ Prompt question_independent_prefix(const Prompt& a, const Prompt& b) {
   return a.prefix(std::max<std::int64_t>(shared - 1, 0));
 }
 
+// The context and KV-cache size for a source of `source_tokens` (SessionOptions::context).
+SessionPlan make_plan(const ModelConfig& config, std::int64_t source_tokens,
+                      const SessionOptions& options) {
+  const std::int64_t model_limit = config.max_sequence_length;
+  SessionPlan plan;
+  plan.source_tokens = source_tokens;
+  plan.context = options.context > 0
+                     ? options.context
+                     : std::min(plan.source_tokens + options.answer_reserve, model_limit);
+  if (plan.context > model_limit) {
+    throw Error(ErrorKind::invalid_argument,
+                "a context of " + std::to_string(plan.context) +
+                    " tokens is more than the model's maximum sequence length of " +
+                    std::to_string(model_limit) + "; ask for a smaller context");
+  }
+  if (plan.source_tokens >= plan.context) {
+    throw Error(ErrorKind::out_of_memory,
+                "the source is " + std::to_string(plan.source_tokens) +
+                    " tokens but the context holds " + std::to_string(plan.context) +
+                    " (the model's maximum is " + std::to_string(model_limit) +
+                    "); use a shorter source, fewer frames" +
+                    (plan.context < model_limit ? ", or a larger context" : "") +
+                    " or a longer-context model");
+  }
+  plan.kv_cache_bytes = plan.context * config.kv_bytes_per_token(DType::f32);
+  return plan;
+}
+
+// The template a session uses, checked against its source and options.
+const ChatTemplate& session_template(const std::string& default_template, bool has_video,
+                                     const SessionOptions& options) {
+  const std::string name = options.template_name.empty() ? default_template : options.template_name;
+  const ChatTemplate& chat_template = ChatTemplates::builtin().get(name);
+  if (has_media_slot(chat_template) != has_video) {
+    throw Error(ErrorKind::invalid_argument,
+                "template '" + name + "' " +
+                    (has_video ? "has no media slot; choose a video template such as "
+                                 "video-chat-media-first"
+                               : "needs a video; choose a text template such as document-qa"));
+  }
+  if (options.prefill_chunk <= 0 || options.answer_reserve < 0 || options.context < 0) {
+    throw Error(ErrorKind::invalid_argument,
+                "session options: prefill_chunk must be positive, context and answer_reserve "
+                "not negative");
+  }
+  return chat_template;
+}
+
+void require_vision(const Model& model) {
+  if (!model.config().has_vision()) {
+    throw Error(ErrorKind::invalid_argument,
+                "model '" + model.directory().string() +
+                    "' is a text-only model; a video needs a vision-language model (its "
+                    "config has vision_vocab_size)");
+  }
+}
+
 }  // namespace
 
 void check_session_devices(const DeviceSelection& devices) {
@@ -71,6 +129,21 @@ Prompt session_source_prompt(const ChatTemplate& chat_template, const Tokenizer&
   return question_independent_prefix(render_with("A"), render_with("B"));
 }
 
+SessionPlan Session::plan_text(const Model& model, const Tokenizer& tokenizer,
+                               const std::string& text, const SessionOptions& options) {
+  const ChatTemplate& chat_template = session_template(default_session_template(false), false, options);
+  return make_plan(model.config(),
+                   session_source_prompt(chat_template, tokenizer, text, nullptr).size(), options);
+}
+
+SessionPlan Session::plan_video(const Model& model, const Tokenizer& tokenizer,
+                                const VideoCodes& video, const SessionOptions& options) {
+  require_vision(model);
+  const ChatTemplate& chat_template = session_template(default_session_template(true), true, options);
+  return make_plan(model.config(),
+                   session_source_prompt(chat_template, tokenizer, {}, &video).size(), options);
+}
+
 std::unique_ptr<Session> Session::for_text(const Model& model, const Tokenizer& tokenizer,
                                            std::string text, const SessionOptions& options) {
   return create(model, tokenizer, default_session_template(false), std::move(text), std::nullopt,
@@ -79,12 +152,7 @@ std::unique_ptr<Session> Session::for_text(const Model& model, const Tokenizer& 
 
 std::unique_ptr<Session> Session::for_video(const Model& model, const Tokenizer& tokenizer,
                                             VideoCodes video, const SessionOptions& options) {
-  if (!model.config().has_vision()) {
-    throw Error(ErrorKind::invalid_argument,
-                "model '" + model.directory().string() +
-                    "' is a text-only model; a video needs a vision-language model (its "
-                    "config has vision_vocab_size)");
-  }
+  require_vision(model);
   return create(model, tokenizer, default_session_template(true), {}, std::move(video), options);
 }
 
@@ -92,20 +160,8 @@ std::unique_ptr<Session> Session::create(const Model& model, const Tokenizer& to
                                          const std::string& default_template, std::string text,
                                          std::optional<VideoCodes> video,
                                          const SessionOptions& options) {
-  const std::string name = options.template_name.empty() ? default_template : options.template_name;
-  const ChatTemplate& chat_template = ChatTemplates::builtin().get(name);
-  if (has_media_slot(chat_template) != video.has_value()) {
-    throw Error(ErrorKind::invalid_argument,
-                "template '" + name + "' " +
-                    (video ? "has no media slot; choose a video template such as "
-                             "video-chat-media-first"
-                           : "needs a video; choose a text template such as document-qa"));
-  }
-  if (options.prefill_chunk <= 0 || options.answer_reserve < 0 || options.context < 0) {
-    throw Error(ErrorKind::invalid_argument,
-                "session options: prefill_chunk must be positive, context and answer_reserve "
-                "not negative");
-  }
+  const ChatTemplate& chat_template =
+      session_template(default_template, video.has_value(), options);
   return std::unique_ptr<Session>(
       new Session(model, tokenizer, chat_template, std::move(text), std::move(video), options));
 }
@@ -119,31 +175,7 @@ Session::Session(const Model& model, const Tokenizer& tokenizer, const ChatTempl
       video_(std::move(video)),
       options_(options),
       source_(session_source_prompt(chat_template, tokenizer, text_, video_ ? &*video_ : nullptr)),
-      plan_([&] {
-        const std::int64_t model_limit = model.config().max_sequence_length;
-        SessionPlan plan;
-        plan.source_tokens = source_.size();
-        plan.context = options.context > 0
-                           ? options.context
-                           : std::min(plan.source_tokens + options.answer_reserve, model_limit);
-        if (plan.context > model_limit) {
-          throw Error(ErrorKind::invalid_argument,
-                      "a context of " + std::to_string(plan.context) +
-                          " tokens is more than the model's maximum sequence length of " +
-                          std::to_string(model_limit) + "; ask for a smaller context");
-        }
-        if (plan.source_tokens >= plan.context) {
-          throw Error(ErrorKind::out_of_memory,
-                      "the source is " + std::to_string(plan.source_tokens) +
-                          " tokens but the context holds " + std::to_string(plan.context) +
-                          " (the model's maximum is " + std::to_string(model_limit) +
-                          "); use a shorter source, fewer frames" +
-                          (plan.context < model_limit ? ", or a larger context" : "") +
-                          " or a longer-context model");
-        }
-        plan.kv_cache_bytes = plan.context * model.config().kv_bytes_per_token(DType::f32);
-        return plan;
-      }()),
+      plan_(make_plan(model.config(), source_.size(), options)),
       cache_(model.config(), plan_.context) {}
 
 Prompt Session::render(std::string_view question) const {
@@ -164,9 +196,27 @@ void Session::ingest(const ProgressCallback& progress) {
   const std::int64_t reused = cached_.common_prefix(source_.tokens(), source_.vision_mask());
   if (reused == source_.size()) return;
   truncate_cache(reused);
+  // One prefill call per chunk, each remembered as it completes: a cancelled ingest keeps the
+  // chunks already computed and the next ingest() (or ask()) resumes after them (issue 7: an
+  // hour of video is not computed twice because the user pressed Cancel).
   const Prompt rest = source_.suffix(reused);
-  prefill(model_, cache_, rest, options_.prefill_chunk, progress);
-  remember(source_);
+  const auto start = std::chrono::steady_clock::now();
+  const std::int64_t total = rest.size();
+  for (std::int64_t done = 0; done < total;) {
+    const std::int64_t n = std::min(options_.prefill_chunk, total - done);
+    const Prompt piece = rest.suffix(done).prefix(n);
+    prefill(model_, cache_, piece, n);
+    done += n;
+    remember(source_);
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (progress && !progress(Progress{done, total, elapsed})) {
+      throw Error(ErrorKind::cancelled,
+                  "ingest cancelled after " + std::to_string(reused + done) + " of " +
+                      std::to_string(source_.size()) +
+                      " tokens; they stay cached and ingest resumes from there");
+    }
+  }
 }
 
 AskResult Session::ask(std::string_view question, const GenerationOptions& options,

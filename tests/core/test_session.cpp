@@ -118,7 +118,7 @@ TEST(Session, AskWithoutIngestComputesTheWholePrompt) {
             fresh_answer(*model, document_prompt("Who climbed the stairs?"), 4));
 }
 
-TEST(Session, CancelledIngestLeavesTheSessionUsable) {
+TEST(Session, CancelledIngestKeepsWholeChunksAndResumes) {
   test::TempDir dir;
   const auto model = make_model(dir, 0);
   const auto session =
@@ -127,9 +127,31 @@ TEST(Session, CancelledIngestLeavesTheSessionUsable) {
   const Error error =
       capture_error([&] { session->ingest([&](const Progress&) { return ++calls < 2; }); });
   EXPECT_EQ(error.kind(), ErrorKind::cancelled);
-  EXPECT_EQ(session->cached_tokens(), 0);
+  EXPECT_EQ(session->cached_tokens(), 14);  // the two chunks computed before the cancel
+  std::int64_t resumed_total = 0;
+  session->ingest([&](const Progress& p) {
+    resumed_total = p.total;
+    return true;
+  });
+  EXPECT_EQ(resumed_total, session->plan().source_tokens - 14);
+  EXPECT_EQ(session->cached_tokens(), session->plan().source_tokens);
   EXPECT_EQ(session->ask("What did the keeper write?", greedy(5)).generation.tokens,
             fresh_answer(*model, document_prompt("What did the keeper write?"), 5));
+}
+
+TEST(Session, PlanWithoutASessionMatchesTheSession) {
+  test::TempDir dir;
+  const auto model = make_model(dir, 0);
+  const SessionOptions options{.answer_reserve = 37};
+  const SessionPlan planned = Session::plan_text(*model, test_tokenizer(), kBook, options);
+  const auto session = Session::for_text(*model, test_tokenizer(), kBook, options);
+  EXPECT_EQ(planned.source_tokens, session->plan().source_tokens);
+  EXPECT_EQ(planned.context, session->plan().context);
+  EXPECT_EQ(planned.kv_cache_bytes, session->plan().kv_cache_bytes);
+  std::string long_book;
+  for (int i = 0; i < 12; ++i) long_book += kBook + " ";
+  EXPECT_EQ(capture_error([&] { Session::plan_text(*model, test_tokenizer(), long_book); }).kind(),
+            ErrorKind::out_of_memory);
 }
 
 TEST(Session, RefusesWhatCannotFit) {

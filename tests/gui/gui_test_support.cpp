@@ -2,9 +2,16 @@
 
 #include <QDebug>
 #include <QFile>
+#include <QProcess>
+#include <QTextStream>
 #include <QUuid>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+
+#include "lwm/model_maker.h"
+#include "lwm/tokenizer.h"
+#include "lwm/vqgan.h"
 
 namespace lwm::gui::test {
 
@@ -121,11 +128,12 @@ QString first_difference(const ChatRecord& a, const ChatRecord& b) {
            describe(b.field);
   LWM_COMPARE(id)
   LWM_COMPARE(title)
-  LWM_COMPARE(model_dir) LWM_COMPARE(source_path) LWM_COMPARE(source_sha256)
-      LWM_COMPARE(choices.frames) LWM_COMPARE(choices.fps) LWM_COMPARE(choices.devices) LWM_COMPARE(
-          choices.kv_cache) LWM_COMPARE(choices.context) LWM_COMPARE(created) LWM_COMPARE(updated)
-          LWM_COMPARE(messages.size()) if (a.source_kind !=
-                                           b.source_kind) return QStringLiteral("source_kind");
+  LWM_COMPARE(model_dir)
+  LWM_COMPARE(source_path) LWM_COMPARE(source_sha256) LWM_COMPARE(choices.frames)
+      LWM_COMPARE(choices.fps) LWM_COMPARE(choices.devices) LWM_COMPARE(choices.kv_cache)
+          LWM_COMPARE(choices.context) LWM_COMPARE(created) LWM_COMPARE(updated)
+              LWM_COMPARE(messages.size()) if (a.source_kind !=
+                                               b.source_kind) return QStringLiteral("source_kind");
 #undef LWM_COMPARE
   for (qsizetype i = 0; i < a.messages.size(); ++i) {
     const ChatMessage& x = a.messages[i];
@@ -137,7 +145,8 @@ QString first_difference(const ChatRecord& a, const ChatRecord& b) {
            describe(y.field);
     LWM_COMPARE(text)
     LWM_COMPARE(time)
-        LWM_COMPARE(error) LWM_COMPARE(stats.prompt_tokens) LWM_COMPARE(stats.reused_tokens)
+    LWM_COMPARE(error)
+        LWM_COMPARE(stats.prompt_tokens) LWM_COMPARE(stats.reused_tokens)
             LWM_COMPARE(stats.generated_tokens) LWM_COMPARE(stats.time_to_first_token_s)
                 LWM_COMPARE(stats.prefill_tokens_per_s) LWM_COMPARE(stats.decode_tokens_per_s)
 #undef LWM_COMPARE
@@ -146,6 +155,64 @@ QString first_difference(const ChatRecord& a, const ChatRecord& b) {
     if (x.end != y.end) return at + QStringLiteral("end");
   }
   return {};
+}
+
+QString make_tiny_model(const QTemporaryDir& dir, const QString& name, bool vision, quint64 seed) {
+  const std::filesystem::path model = (dir.path() + '/' + name).toStdString();
+  const std::filesystem::path tokenizer =
+      (dir.path() + '/' + name + QStringLiteral("-tokenizer.model")).toStdString();
+  train_tokenizer(
+      {std::filesystem::path(LWM_SOURCE_DIR) / "resources/samples/lighthouse-keeper.txt"},
+      tokenizer, TokenizerTrainingOptions{.vocab_size = 512});
+  ModelMakerOptions options;
+  options.config = ModelConfig::preset(vision ? "tiny-vision" : "tiny");
+  options.config.convention = WeightConvention::jax;
+  options.config.convention_known = true;
+  options.config.torch_dtype = DType::f32;
+  options.dtype = DType::f32;
+  options.seed = seed;
+  options.tokenizer_model = tokenizer;
+  make_random_model(model, options);
+  if (vision) {
+    VqganMakerOptions vqgan;
+    vqgan.config = VqganConfig::preset("tiny");
+    vqgan.seed = seed + 1;
+    make_random_vqgan(model, vqgan);
+  }
+  return QString::fromStdString(model.string());
+}
+
+QString write_book(const QTemporaryDir& dir, int chapters, int paragraphs) {
+  const char* seasons[] = {"winter", "spring", "summer", "autumn", "the long night"};
+  QString text = QStringLiteral("# The Keeper's Year\n\n");
+  for (int c = 1; c <= chapters; ++c) {
+    const QString season = QString::fromLatin1(seasons[(c - 1) % 5]);
+    text += QStringLiteral("# Chapter %1: %2\n\n").arg(c).arg(season);
+    for (int p = 1; p <= paragraphs; ++p) {
+      text += QStringLiteral(
+                  "In %1 the keeper climbed the ninety-four steps, trimmed the wick and "
+                  "wrote the weather in the logbook, paragraph %2 of chapter %3.\n\n")
+                  .arg(season)
+                  .arg(p)
+                  .arg(c);
+    }
+  }
+  const QString path = dir.filePath(QStringLiteral("generated-book.md"));
+  return write_file(path, text.toUtf8()) ? path : QString();
+}
+
+QString write_video(const QTemporaryDir& dir, int seconds) {
+  const QString path = dir.filePath(QStringLiteral("generated-video.mp4"));
+  QProcess ffmpeg;
+  ffmpeg.start(QStringLiteral("ffmpeg"),
+               {"-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                QStringLiteral("testsrc2=size=64x48:rate=8:duration=%1").arg(seconds), "-pix_fmt",
+                "yuv420p", "-c:v", "libx264", path});
+  if (!ffmpeg.waitForFinished(60000) || ffmpeg.exitStatus() != QProcess::NormalExit ||
+      ffmpeg.exitCode() != 0) {
+    return {};
+  }
+  return path;
 }
 
 }  // namespace lwm::gui::test

@@ -1,7 +1,9 @@
-// Helpers for the Qt Test suites of lwm::gui: the run's seed and random chats.
+// Helpers for the Qt Test suites of lwm::gui: the run's seed, random chats, tiny models, books
+// and videos.
 #pragma once
 
 #include <QString>
+#include <QTemporaryDir>
 #include <random>
 
 #include "lwm/gui/chat_record.h"
@@ -24,6 +26,14 @@ ChatRecord random_chat(std::mt19937_64& rng, int messages);
 // needs "a file where a folder should be" (to make every write below it fail) writes one.
 QByteArray read_file(const QString& path);
 bool write_file(const QString& path, const QByteArray& bytes = {});
+
+// The engine and window suites' fixtures: a random "tiny" model in `dir`/name with a tokenizer
+// trained on the sample story (vision: the tiny-vision preset and a tiny VQGAN); a Markdown book
+// of `chapters` chapters ("# Chapter N: …") of `paragraphs` paragraphs after a title heading; a
+// `seconds`-long 64×48 video at 8 fps made with the ffmpeg CLI (empty when ffmpeg is missing).
+QString make_tiny_model(const QTemporaryDir& dir, const QString& name, bool vision, quint64 seed);
+QString write_book(const QTemporaryDir& dir, int chapters, int paragraphs);
+QString write_video(const QTemporaryDir& dir, int seconds);
 
 // Empty when equal; otherwise the first field that differs, e.g. "messages[3].stats.prompt_tokens:
 // 12 != 13".

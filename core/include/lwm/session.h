@@ -71,6 +71,14 @@ class Session {
   static std::unique_ptr<Session> for_video(const Model& model, const Tokenizer& tokenizer,
                                             VideoCodes video, const SessionOptions& options = {});
 
+  // What for_text() or for_video() would plan, without building the session or allocating its KV
+  // cache: the numbers the GUI shows before ingest. Throws as they do when the source does not
+  // fit the context (the message says what would); does not check the machine's memory.
+  static SessionPlan plan_text(const Model& model, const Tokenizer& tokenizer,
+                               const std::string& text, const SessionOptions& options = {});
+  static SessionPlan plan_video(const Model& model, const Tokenizer& tokenizer,
+                                const VideoCodes& video, const SessionOptions& options = {});
+
   const SessionPlan& plan() const noexcept { return plan_; }
   // The question-independent start of every prompt (with the frames of a video source).
   const Prompt& source_prompt() const noexcept { return source_; }
@@ -80,7 +88,8 @@ class Session {
   Prompt prompt_for(std::string_view question) const { return render(question); }
 
   // Prefills the question-independent part of the prompt. Optional: ask() does it when needed.
-  // Cancelling leaves the session as it was.
+  // Runs chunk by chunk; cancelling (Error cancelled) keeps the chunks already computed, and the
+  // next ingest() or ask() resumes after them. Progress counts the tokens this call computes.
   void ingest(const ProgressCallback& progress = {});
 
   // Renders the question into the template, reuses the cached prefix, prefills the rest and

@@ -47,7 +47,10 @@ packages=(
   libavcodec-dev      # video reader: decoders
   libavutil-dev       # video reader: display matrix, frames
   libswscale-dev      # video reader: resize and YUV->RGB
-  ffmpeg              # tests and benchmark write their video fixtures with the ffmpeg CLI
+  ffmpeg              # tests and benchmark write their video fixtures with the ffmpeg CLI;
+                      # lwm eval needle --video draws its needle videos with it
+  libpng-dev          # lwm eval needle: the accuracy heatmap PNG
+  bible-kjv           # lwm eval needle: the King James Bible as the haystack (`bible` program)
 )
 
 if [[ $EUID -eq 0 ]]; then

@@ -20,6 +20,8 @@ std::span<const std::string_view> cities();
 // haystack as {context} and the question as {question} (spec §2.4).
 inline constexpr const char* kSingleTemplate = "document-qa";
 inline constexpr const char* kMultiTemplate = "document-qa-multi-needle";
+// The video variant asks before the video, as LWM's vision chat does (spec §2.4).
+inline constexpr const char* kVideoTemplate = "video-chat";
 
 // A needle's secret: a uniform 7-digit integer, 1000000…9999999, kept as its decimal string.
 std::string random_number(std::mt19937_64& rng);

@@ -585,4 +585,33 @@ TEST_F(CliTest, EvalNeedleOnTheKingJamesBibleWithTheDemoModel) {
             static_cast<std::int64_t>(std::filesystem::file_size(kjv)));
 }
 
+// A run killed (SIGKILL) after its first saved cell leaves a valid results.json; the same command
+// then resumes, skipping the saved cells.
+TEST_F(CliTest, EvalNeedleKilledRunResumes) {
+  const auto out = scratch("killed");
+  const std::string arguments = "eval needle " + model_arg() + " --haystack " +
+                                quoted(lwm::test::sample_text_file()) +
+                                " --lengths 300:500:2 --depths 3 --rounds 2 --max-tokens 1 "
+                                "--reserve 120 --out " + quoted(out);
+  const auto results = out / "results.json";
+  const CommandResult killed = run_command(
+      "{ " + lwm_cli() + " " + arguments + " >/dev/null 2>&1 & pid=$!; i=0; while [ ! -s " +
+      quoted(results) + " ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; kill -9 $pid; "
+      "wait $pid; echo \"status $?\"; }");
+  ASSERT_NE(killed.output.find("status 137"), std::string::npos) << killed.output;
+  const auto saved = nlohmann::json::parse(read_file(results));  // whole, thanks to atomic writes
+  const std::size_t finished = saved.at("results").size();
+  ASSERT_GE(finished, 1u);
+  ASSERT_LT(finished, 12u);
+  std::string table;
+  const CommandResult resumed = run_lwm(arguments, &table);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find(std::to_string(finished) + " cells already finished"),
+            std::string::npos)
+      << resumed.output;
+  expect_needle_outputs(table, out, 2, 3, 2);
+  const auto all = nlohmann::json::parse(read_file(results));
+  for (std::size_t i = 0; i < finished; ++i) EXPECT_EQ(all.at("results")[i], saved.at("results")[i]);
+}
+
 }  // namespace

@@ -1,6 +1,7 @@
 // lwm eval needle: the needle-in-a-haystack evaluation (spec §6) over a book, or over generated
 // videos with --video. The work is lwm::run_needle_eval / run_needle_video_eval; this file parses
 // options, shows progress, prints the table and checks the accuracy floor.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -125,8 +126,8 @@ void run_eval_needle(const EvalOptions& options) {
                  results_path.string().c_str(), results.results().size());
   }
   std::fprintf(stderr, "lwm: %s cells: %zu context lengths x %zu depths x %d rounds\n",
-               format_count(grid.cells()).c_str(), grid.context_lengths.size(),
-               grid.depths.size(), grid.rounds);
+               format_count(grid.cells()).c_str(), grid.context_lengths.size(), grid.depths.size(),
+               grid.rounds);
 
   InterruptGuard interrupt;
   ProgressBar bar("needle", options.video ? "frames" : "tok");
@@ -140,6 +141,18 @@ void run_eval_needle(const EvalOptions& options) {
     run_needle_eval(*model, tokenizer, std::move(haystack), text_options, results, on_progress);
   }
   bar.finish();
+  // §6.1 reads distinct text per round; a book too short for that was repeated.
+  std::int64_t wraps = 0;
+  for (const auto& cell : results.results()) {
+    wraps = std::max(wraps, cell.extra.value("haystack_wraps", std::int64_t{0}));
+  }
+  if (wraps > 0) {
+    std::fprintf(stderr,
+                 "lwm: warning: the haystack is shorter than %d rounds of %lld tokens, so its "
+                 "text was repeated; give a longer book (such as the King James Bible) for "
+                 "distinct text in every round\n",
+                 grid.rounds, static_cast<long long>(grid.context_lengths.back()));
+  }
 
   const NeedleAccuracyTable table = summarize(grid, results.results());
   const std::string text = format_accuracy_table(table);
@@ -173,31 +186,35 @@ Command add_eval_command(CLI::App& parent) {
   needle->add_option("--model", options->model_dir, "Model directory")->required();
   CLI::Option* haystack = needle->add_option(
       "--haystack", options->haystack, "Book to hide the needles in (.txt, .md, .epub, .pdf)");
-  needle->add_option("--lengths", options->lengths,
-                     "Context lengths MIN:MAX:N (tokens; frames with --video), spaced as "
-                     "round(linspace(MIN, MAX, N)), or one length")
+  needle
+      ->add_option("--lengths", options->lengths,
+                   "Context lengths MIN:MAX:N (tokens; frames with --video), spaced as "
+                   "round(linspace(MIN, MAX, N)), or one length")
       ->required();
-  needle->add_option("--depths", options->depths,
-                     "Needle depths: round(linspace(0, 100, N)) percent")
+  needle
+      ->add_option("--depths", options->depths, "Needle depths: round(linspace(0, 100, N)) percent")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{101}))
       ->capture_default_str();
   needle->add_option("--rounds", options->rounds, "Rounds per cell, each with distinct text")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   CLI::Option* needles =
-      needle->add_option("--needles", options->needles,
-                         "Needles per haystack (more than 1: LWM's multi-needle evaluation)")
+      needle
+          ->add_option("--needles", options->needles,
+                       "Needles per haystack (more than 1: LWM's multi-needle evaluation)")
           ->check(CLI::Range(1, 100))
           ->capture_default_str();
   needle->add_option("--ask", options->ask, "How many of the needles the question asks about")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
-  needle->add_option("--out", options->out,
-                     "Output directory for results.json and heatmap.png; an existing "
-                     "results.json with the same settings is resumed")
+  needle
+      ->add_option("--out", options->out,
+                   "Output directory for results.json and heatmap.png; an existing "
+                   "results.json with the same settings is resumed")
       ->capture_default_str();
-  needle->add_option("--reserve", options->reserve,
-                     "Tokens of each context length kept free of haystack (LWM: 200)")
+  needle
+      ->add_option("--reserve", options->reserve,
+                   "Tokens of each context length kept free of haystack (LWM: 200)")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 30))
       ->capture_default_str();
   needle->add_option("--max-tokens", options->max_tokens, "Most tokens to generate per answer")
@@ -208,16 +225,18 @@ Command add_eval_command(CLI::App& parent) {
       ->capture_default_str();
   needle->add_option("--seed", options->seed, "Seed for the needles' cities and numbers")
       ->capture_default_str();
-  needle->add_option("--min-accuracy", options->min_accuracy,
-                     "Fail (exit code 6) when the overall accuracy is below this fraction (0..1)")
+  needle
+      ->add_option("--min-accuracy", options->min_accuracy,
+                   "Fail (exit code 6) when the overall accuracy is below this fraction (0..1)")
       ->check(CLI::Range(0.0, 1.0));
   CLI::Option* video = needle->add_flag(
       "--video", options->video,
       "Video variant: generate videos (ffmpeg CLI) in which one sampled frame shows \"The secret "
       "number is {7 digits}\" and ask for it; --lengths counts frames (vision-language models)");
   video->excludes(haystack)->excludes(needles);
-  needle->add_option("--seconds-per-frame", options->seconds_per_frame,
-                     "With --video: seconds of video per sampled frame")
+  needle
+      ->add_option("--seconds-per-frame", options->seconds_per_frame,
+                   "With --video: seconds of video per sampled frame")
       ->needs(video)
       ->check(CLI::Range(0.05, 3600.0))
       ->capture_default_str();

@@ -448,7 +448,8 @@ std::pair<int, int> png_size(const std::string& bytes) {
   const auto be32 = [&](std::size_t at) {
     return (static_cast<unsigned char>(bytes[at]) << 24) |
            (static_cast<unsigned char>(bytes[at + 1]) << 16) |
-           (static_cast<unsigned char>(bytes[at + 2]) << 8) | static_cast<unsigned char>(bytes[at + 3]);
+           (static_cast<unsigned char>(bytes[at + 2]) << 8) |
+           static_cast<unsigned char>(bytes[at + 3]);
   };
   return {be32(16), be32(20)};
 }
@@ -486,12 +487,19 @@ TEST_F(CliTest, EvalNeedleWritesTableJsonHeatmapAndResumes) {
   const std::string arguments = "eval needle " + model_arg() + " --haystack " +
                                 quoted(lwm::test::sample_text_file()) +
                                 " --lengths 300:500:2 --depths 3 --rounds 2 --max-tokens 4 "
-                                "--reserve 120 --out " + quoted(out);
+                                "--reserve 120 --out " +
+                                quoted(out);
   std::string table;
   const CommandResult result = run_lwm(arguments, &table);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   expect_needle_outputs(table, out, 2, 3, 2);
   EXPECT_NE(result.output.find("lwm: needle 100%"), std::string::npos) << result.output;
+  // The sample story is about 1,000 tokens long: two rounds of 500 may need it twice, and the
+  // command says so exactly when the results record it.
+  const auto json = nlohmann::json::parse(read_file(out / "results.json"));
+  const bool repeated = json.at("results")[0].at("extra").at("haystack_wraps").get<int>() > 0;
+  EXPECT_EQ(result.output.find("text was repeated") != std::string::npos, repeated)
+      << result.output;
 
   // Run again: every cell is found finished, nothing is recomputed, the same table comes out.
   std::string again;
@@ -507,8 +515,8 @@ TEST_F(CliTest, EvalNeedleWritesTableJsonHeatmapAndResumes) {
                          quoted(lwm::test::sample_text_file()) + " --lengths 300:x"),
                  1, "MIN:MAX:N");
   expect_failure(run_lwm("eval needle " + model_arg() + " --lengths 300"), 1, "--haystack");
-  expect_failure(run_lwm("eval needle " + model_arg() + " --haystack " + quoted(scratch("none.txt")) +
-                         " --lengths 300"),
+  expect_failure(run_lwm("eval needle " + model_arg() + " --haystack " +
+                         quoted(scratch("none.txt")) + " --lengths 300"),
                  2, "none.txt");
   expect_failure(run_lwm("eval needle " + model_arg() + " --video --lengths 3"), 1, "text-only");
 }
@@ -516,11 +524,12 @@ TEST_F(CliTest, EvalNeedleWritesTableJsonHeatmapAndResumes) {
 TEST_F(CliTest, EvalNeedleMultiNeedleAsksAboutSeveral) {
   const auto out = scratch("multi");
   std::string table;
-  const CommandResult result =
-      run_lwm("eval needle " + model_arg() + " --haystack " + quoted(lwm::test::sample_text_file()) +
-                  " --lengths 400 --depths 4 --needles 3 --ask 2 --max-tokens 4 --reserve 120 "
-                  "--out " + quoted(out),
-              &table);
+  const CommandResult result = run_lwm(
+      "eval needle " + model_arg() + " --haystack " + quoted(lwm::test::sample_text_file()) +
+          " --lengths 400 --depths 4 --needles 3 --ask 2 --max-tokens 4 --reserve 120 "
+          "--out " +
+          quoted(out),
+      &table);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   const auto json = nlohmann::json::parse(read_file(out / "results.json"));
   ASSERT_EQ(json.at("results").size(), 4u);
@@ -528,7 +537,9 @@ TEST_F(CliTest, EvalNeedleMultiNeedleAsksAboutSeveral) {
     EXPECT_EQ(cell.at("answer").size(), 2u);
     EXPECT_EQ(cell.at("correct").size(), 2u);
     EXPECT_EQ(cell.at("needle_depths").size(), 3u);
-    EXPECT_EQ(cell.at("question").get<std::string>().rfind("What are the special magic numbers for ", 0), 0u);
+    EXPECT_EQ(
+        cell.at("question").get<std::string>().rfind("What are the special magic numbers for ", 0),
+        0u);
   }
 }
 
@@ -544,7 +555,8 @@ TEST_F(CliTest, EvalNeedleVideoAsksAboutACaptionedFrame) {
   std::string table;
   const CommandResult result = run_lwm("eval needle --model " + quoted(vl) +
                                            " --video --lengths 2:4:2 --depths 2 --max-tokens 3 "
-                                           "--out " + quoted(out),
+                                           "--out " +
+                                           quoted(out),
                                        &table);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   expect_needle_outputs(table, out, 2, 2, 1);
@@ -579,6 +591,7 @@ TEST_F(CliTest, EvalNeedleOnTheKingJamesBibleWithTheDemoModel) {
               &table);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   expect_needle_outputs(table, out, 3, 3, 1);
+  EXPECT_EQ(result.output.find("text was repeated"), std::string::npos) << result.output;
   // The haystack is the Bible's text from Genesis on.
   const auto json = nlohmann::json::parse(read_file(out / "results.json"));
   EXPECT_EQ(json.at("settings").at("haystack_bytes").get<std::int64_t>(),
@@ -592,12 +605,14 @@ TEST_F(CliTest, EvalNeedleKilledRunResumes) {
   const std::string arguments = "eval needle " + model_arg() + " --haystack " +
                                 quoted(lwm::test::sample_text_file()) +
                                 " --lengths 300:500:2 --depths 3 --rounds 2 --max-tokens 1 "
-                                "--reserve 120 --out " + quoted(out);
+                                "--reserve 120 --out " +
+                                quoted(out);
   const auto results = out / "results.json";
-  const CommandResult killed = run_command(
-      "{ " + lwm_cli() + " " + arguments + " >/dev/null 2>&1 & pid=$!; i=0; while [ ! -s " +
-      quoted(results) + " ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; kill -9 $pid; "
-      "wait $pid; echo \"status $?\"; }");
+  const CommandResult killed =
+      run_command("{ " + lwm_cli() + " " + arguments +
+                  " >/dev/null 2>&1 & pid=$!; i=0; while [ ! -s " + quoted(results) +
+                  " ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; kill -9 $pid; "
+                  "wait $pid; echo \"status $?\"; }");
   ASSERT_NE(killed.output.find("status 137"), std::string::npos) << killed.output;
   const auto saved = nlohmann::json::parse(read_file(results));  // whole, thanks to atomic writes
   const std::size_t finished = saved.at("results").size();
@@ -611,7 +626,8 @@ TEST_F(CliTest, EvalNeedleKilledRunResumes) {
       << resumed.output;
   expect_needle_outputs(table, out, 2, 3, 2);
   const auto all = nlohmann::json::parse(read_file(results));
-  for (std::size_t i = 0; i < finished; ++i) EXPECT_EQ(all.at("results")[i], saved.at("results")[i]);
+  for (std::size_t i = 0; i < finished; ++i)
+    EXPECT_EQ(all.at("results")[i], saved.at("results")[i]);
 }
 
 }  // namespace

@@ -33,9 +33,9 @@ using test::test_tokenizer;
 
 // Sentences of words from the test tokenizer's corpus, each ending in ". ", in a fresh order.
 std::string random_haystack(std::mt19937_64& rng, int sentences) {
-  const std::vector<std::string> words = {"keeper", "harbour", "light", "storm", "ship",
-                                          "watched", "answered", "the", "a", "northern",
-                                          "quiet", "island", "letters", "tide", "wind"};
+  const std::vector<std::string> words = {"keeper",  "harbour",  "light",   "storm", "ship",
+                                          "watched", "answered", "the",     "a",     "northern",
+                                          "quiet",   "island",   "letters", "tide",  "wind"};
   std::string text;
   for (int s = 0; s < sentences; ++s) {
     const int n = 3 + static_cast<int>(rng() % 9);
@@ -112,8 +112,11 @@ TEST(NeedleGrid, LengthsAndDepthsAreRoundedLinspace) {
   EXPECT_EQ(lwm.depths[2], 11);
   EXPECT_EQ(lwm.depths[19], 100);
   EXPECT_EQ(lwm.context_lengths[1], 1474);  // 1000 + 9000/19 = 1473.68…
-  for (const auto& bad : {std::vector<std::int64_t>{0, 10, 2, 3, 1}, {10, 5, 2, 3, 1},
-                          {10, 20, 0, 3, 1}, {10, 20, 2, 0, 1}, {10, 20, 2, 102, 1},
+  for (const auto& bad : {std::vector<std::int64_t>{0, 10, 2, 3, 1},
+                          {10, 5, 2, 3, 1},
+                          {10, 20, 0, 3, 1},
+                          {10, 20, 2, 0, 1},
+                          {10, 20, 2, 102, 1},
                           {10, 20, 2, 3, 0}}) {
     EXPECT_EQ(capture_error([&] {
                 NeedleGrid::make(bad[0], bad[1], bad[2], bad[3], static_cast<std::int32_t>(bad[4]));
@@ -178,16 +181,19 @@ TEST(NeedleInsertion, LandsAfterTheSentenceBeforeTheDepthWithinTheBudget) {
   for (int trial = 0; trial < 12; ++trial) {
     const std::string haystack = random_haystack(rng, 30 + static_cast<int>(rng() % 60));
     const auto haystack_tokens = static_cast<std::int64_t>(tokenizer.encode(haystack).size());
-    const std::int32_t depth = trial == 0 ? 0 : trial == 1 ? 100 : static_cast<std::int32_t>(rng() % 101);
+    const std::int32_t depth = trial == 0   ? 0
+                               : trial == 1 ? 100
+                                            : static_cast<std::int32_t>(rng() % 101);
     const std::string needle =
         needle::sentence(needle::random_city(rng), needle::random_number(rng));
     const auto needle_tokens = static_cast<std::int64_t>(tokenizer.encode(needle).size());
     // Half the trials cut the haystack, half leave it whole.
-    const std::int64_t budget = trial % 2 == 0 ? haystack_tokens / 2 + needle_tokens
-                                               : haystack_tokens + needle_tokens + 10;
+    const std::int64_t budget =
+        trial % 2 == 0 ? haystack_tokens / 2 + needle_tokens : haystack_tokens + needle_tokens + 10;
     const std::vector<std::string> needles = {needle};
     const std::vector<std::int32_t> depths = {depth};
-    const NeedleInsertion result = insert_needles(tokenizer, ends, haystack, needles, depths, budget);
+    const NeedleInsertion result =
+        insert_needles(tokenizer, ends, haystack, needles, depths, budget);
     ASSERT_EQ(result.offsets.size(), 1u);
     const std::size_t offset = result.offsets[0];
     const Placed placed = take_out(tokenizer, result.text, offset, needle);
@@ -230,7 +236,8 @@ TEST(NeedleInsertion, SeveralNeedlesLandAtDistinctPlacesInDepthOrder) {
   std::set<std::string> used;
   while (needles.size() < 4) {
     const std::string city = needle::random_city(rng);
-    if (used.insert(city).second) needles.push_back(needle::sentence(city, needle::random_number(rng)));
+    if (used.insert(city).second)
+      needles.push_back(needle::sentence(city, needle::random_number(rng)));
   }
   // Depths at least 20 apart, inserted in a random order.
   std::vector<std::int32_t> depths = {5, 30, 55, 80};
@@ -261,17 +268,20 @@ TEST(NeedleInsertion, SeveralNeedlesLandAtDistinctPlacesInDepthOrder) {
   const std::vector<std::int32_t> end_then_middle = {100, 50};
   const std::vector<std::string> two = {needles[0], needles[1]};
   const auto tight = static_cast<std::int64_t>(tokenizer.encode(haystack).size()) / 2;
-  const NeedleInsertion cut = insert_needles(tokenizer, ends, haystack, two, end_then_middle, tight);
+  const NeedleInsertion cut =
+      insert_needles(tokenizer, ends, haystack, two, end_then_middle, tight);
   EXPECT_EQ(cut.offsets[0], std::string::npos);
   EXPECT_NE(cut.text.find(needles[1]), std::string::npos);
   EXPECT_EQ(cut.text.find(needles[0]), std::string::npos);
   const std::vector<std::int32_t> one_depth = {50};
   const std::vector<std::string> one = {needles[0]};
-  EXPECT_EQ(capture_error([&] { insert_needles(tokenizer, ends, haystack, one, one_depth, 5); }).kind(),
-            ErrorKind::invalid_argument);
+  EXPECT_EQ(
+      capture_error([&] { insert_needles(tokenizer, ends, haystack, one, one_depth, 5); }).kind(),
+      ErrorKind::invalid_argument);
   const std::vector<std::int32_t> bad_depth = {101};
-  EXPECT_EQ(capture_error([&] { insert_needles(tokenizer, ends, haystack, one, bad_depth, 500); }).kind(),
-            ErrorKind::invalid_argument);
+  EXPECT_EQ(
+      capture_error([&] { insert_needles(tokenizer, ends, haystack, one, bad_depth, 500); }).kind(),
+      ErrorKind::invalid_argument);
 }
 
 // ---- summary ----
@@ -335,7 +345,8 @@ TEST(NeedleHeatmap, EveryCellHasTheColourOfItsAccuracy) {
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
   // Red for nothing found, green for everything, grey for no result.
-  const Rgb zero = heatmap_colour(0.0), one = heatmap_colour(1.0), none = heatmap_colour(std::nan(""));
+  const Rgb zero = heatmap_colour(0.0), one = heatmap_colour(1.0),
+            none = heatmap_colour(std::nan(""));
   EXPECT_GT(zero.r, zero.g + 100);
   EXPECT_GT(one.g, one.r + 100);
   EXPECT_TRUE(none.r == none.g && none.g == none.b);
@@ -473,8 +484,9 @@ TEST(NeedleEval, AKilledRunResumesSkippingFinishedCellsWithTheSameAnswers) {
   EXPECT_EQ(runs, cells);
   const auto resumed = NeedleResultsFile::open(path, needle_settings(options));
   for (const auto& expected : whole.results()) {
-    const auto found = std::find_if(resumed.results().begin(), resumed.results().end(),
-                                    [&](const NeedleCellResult& r) { return r.key == expected.key; });
+    const auto found =
+        std::find_if(resumed.results().begin(), resumed.results().end(),
+                     [&](const NeedleCellResult& r) { return r.key == expected.key; });
     ASSERT_NE(found, resumed.results().end());
     EXPECT_EQ(found->response, expected.response);
     EXPECT_EQ(found->answers, expected.answers);
@@ -493,7 +505,8 @@ TEST(NeedleEval, AKilledRunResumesSkippingFinishedCellsWithTheSameAnswers) {
   // A finished file runs nothing more.
   auto done = NeedleResultsFile::open(path, needle_settings(options));
   int more = 0;
-  run_needle_eval(*model, tokenizer, book, options, done, {}, [&](const NeedleCellResult&) { ++more; });
+  run_needle_eval(*model, tokenizer, book, options, done, {},
+                  [&](const NeedleCellResult&) { ++more; });
   EXPECT_EQ(more, 0);
 
   // Other settings are refused with what differs; a damaged file is a file-format error.

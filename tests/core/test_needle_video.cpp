@@ -19,7 +19,9 @@ namespace {
 
 using test::capture_error;
 
-bool can_make_videos() { return video_support_available() && ffmpeg_available(); }
+bool can_make_videos() {
+  return video_support_available() && ffmpeg_available();
+}
 
 // Fractions of a frame's middle band that are black (the caption's band) and white (its text).
 std::pair<double, double> band_fractions(const VideoFrame& frame) {
@@ -57,7 +59,8 @@ TEST(NeedleVideo, TheCaptionShowsOnlyBetweenItsTimes) {
   ASSERT_EQ(batch.frames.size(), 20u);
   for (const auto& frame : batch.frames) {
     const auto [black, white] = band_fractions(frame);
-    const bool shown = frame.time_seconds >= spec.caption_begin && frame.time_seconds <= spec.caption_end;
+    const bool shown =
+        frame.time_seconds >= spec.caption_begin && frame.time_seconds <= spec.caption_end;
     SCOPED_TRACE("frame at " + std::to_string(frame.time_seconds) + " s");
     if (shown) {
       EXPECT_GT(black, 0.4);
@@ -67,7 +70,8 @@ TEST(NeedleVideo, TheCaptionShowsOnlyBetweenItsTimes) {
       EXPECT_LT(white, 0.01);
     }
   }
-  const Error missing = capture_error([&] { write_needle_video(dir / "x.mp4", spec, "/nonexistent/ffmpeg"); });
+  const Error missing =
+      capture_error([&] { write_needle_video(dir / "x.mp4", spec, "/nonexistent/ffmpeg"); });
   EXPECT_EQ(missing.kind(), ErrorKind::unsupported);
   EXPECT_NE(std::string(missing.what()).find("install ffmpeg"), std::string::npos);
 }

@@ -9,12 +9,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "lwm/generation.h"
 #include "lwm/model.h"
@@ -96,9 +95,9 @@ struct NeedleCellResult {
   std::uint64_t seed = 0;
   std::string question;
   std::string response;
-  std::vector<std::string> cities;      // every needle's city, the asked ones first
-  std::vector<std::string> answers;     // the asked needles' numbers
-  std::vector<bool> found;              // per asked needle
+  std::vector<std::string> cities;          // every needle's city, the asked ones first
+  std::vector<std::string> answers;         // the asked needles' numbers
+  std::vector<bool> found;                  // per asked needle
   std::vector<std::int32_t> needle_depths;  // every needle's depth (percent), the asked first
   std::int64_t prompt_tokens = 0;
   std::int64_t reused_tokens = 0;  // prompt tokens found already in the KV cache
@@ -156,8 +155,8 @@ std::string short_length_label(std::int64_t length);
 
 struct NeedleEvalOptions {
   NeedleGrid grid;
-  std::int32_t needles = 1;  // N needles per haystack; more than one → multi-needle (§6.2)
-  std::int32_t ask = 1;      // R of them asked about (the one at the cell's depth always) [ours]
+  std::int32_t needles = 1;    // N needles per haystack; more than one → multi-needle (§6.2)
+  std::int32_t ask = 1;        // R of them asked about (the one at the cell's depth always) [ours]
   std::int64_t reserve = 200;  // budget = length − reserve (§6.1)
   std::int64_t max_new_tokens = 32;  // LWM generates block_size tokens; a 7-digit answer needs few
   std::int64_t prefill_chunk = 512;

@@ -8,9 +8,8 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "lwm/model.h"
 #include "lwm/needle_eval.h"

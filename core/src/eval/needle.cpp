@@ -9,31 +9,30 @@ namespace {
 
 // World cities, one token-cheap name each; the list is data, its order fixed so a seed replays.
 constexpr std::array<std::string_view, 100> kCities = {
-    "Chicago",      "Yangon",       "Antananarivo", "Colombo",     "Almaty",
-    "Sydney",       "Mexico City",  "Seattle",      "Lagos",       "Amsterdam",
-    "Belgrade",     "Cairo",        "Baghdad",      "Damascus",    "Kigali",
-    "Dakar",        "Sofia",        "Victoria",     "Tashkent",    "Mumbai",
-    "Barcelona",    "Amman",        "Toronto",      "Bratislava",  "Johannesburg",
-    "Thimphu",      "Bangkok",      "Santiago",     "San Francisco", "Paris",
-    "Rabat",        "Copenhagen",   "Madrid",       "Hanoi",       "Sarajevo",
-    "Delhi",        "Istanbul",     "Khartoum",     "Helsinki",    "Doha",
-    "Kuala Lumpur", "Budapest",     "Shanghai",     "Moscow",      "Los Angeles",
-    "Oslo",         "Berlin",       "Bangalore",    "Tokyo",       "Melbourne",
-    "Port Louis",   "Lisbon",       "Nairobi",      "Kampala",     "Lima",
-    "Maputo",       "Vancouver",    "Dubai",        "Jakarta",     "Yerevan",
-    "Beirut",       "Athens",       "Bucharest",    "Brussels",    "Tunis",
-    "Astana",       "Seoul",        "Buenos Aires", "Vienna",      "Dublin",
-    "Warsaw",       "Prague",       "Stockholm",    "Reykjavik",   "Zurich",
-    "Montreal",     "Havana",       "Bogota",       "Quito",       "Caracas",
-    "Montevideo",   "La Paz",       "Accra",        "Addis Ababa", "Lusaka",
-    "Harare",       "Windhoek",     "Tbilisi",      "Baku",        "Kabul",
-    "Karachi",      "Dhaka",        "Kathmandu",    "Manila",      "Singapore",
-    "Taipei",       "Osaka",        "Auckland",     "Wellington",  "Honolulu",
+    "Chicago",      "Yangon",       "Antananarivo", "Colombo",   "Almaty",        "Sydney",
+    "Mexico City",  "Seattle",      "Lagos",        "Amsterdam", "Belgrade",      "Cairo",
+    "Baghdad",      "Damascus",     "Kigali",       "Dakar",     "Sofia",         "Victoria",
+    "Tashkent",     "Mumbai",       "Barcelona",    "Amman",     "Toronto",       "Bratislava",
+    "Johannesburg", "Thimphu",      "Bangkok",      "Santiago",  "San Francisco", "Paris",
+    "Rabat",        "Copenhagen",   "Madrid",       "Hanoi",     "Sarajevo",      "Delhi",
+    "Istanbul",     "Khartoum",     "Helsinki",     "Doha",      "Kuala Lumpur",  "Budapest",
+    "Shanghai",     "Moscow",       "Los Angeles",  "Oslo",      "Berlin",        "Bangalore",
+    "Tokyo",        "Melbourne",    "Port Louis",   "Lisbon",    "Nairobi",       "Kampala",
+    "Lima",         "Maputo",       "Vancouver",    "Dubai",     "Jakarta",       "Yerevan",
+    "Beirut",       "Athens",       "Bucharest",    "Brussels",  "Tunis",         "Astana",
+    "Seoul",        "Buenos Aires", "Vienna",       "Dublin",    "Warsaw",        "Prague",
+    "Stockholm",    "Reykjavik",    "Zurich",       "Montreal",  "Havana",        "Bogota",
+    "Quito",        "Caracas",      "Montevideo",   "La Paz",    "Accra",         "Addis Ababa",
+    "Lusaka",       "Harare",       "Windhoek",     "Tbilisi",   "Baku",          "Kabul",
+    "Karachi",      "Dhaka",        "Kathmandu",    "Manila",    "Singapore",     "Taipei",
+    "Osaka",        "Auckland",     "Wellington",   "Honolulu",
 };
 
 }  // namespace
 
-std::span<const std::string_view> cities() { return kCities; }
+std::span<const std::string_view> cities() {
+  return kCities;
+}
 
 std::string random_number(std::mt19937_64& rng) {
   // Drawn from raw 64-bit output (not std::uniform_int_distribution, whose algorithm differs
@@ -80,6 +79,8 @@ std::string video_caption(std::string_view number) {
   return "The secret number is " + std::string(number);
 }
 
-std::string video_question() { return "What is the secret number shown in the video?"; }
+std::string video_question() {
+  return "What is the secret number shown in the video?";
+}
 
 }  // namespace lwm::needle

@@ -15,18 +15,20 @@ void check_needle_counts(const NeedleGrid& grid, std::int32_t needles, std::int3
     throw Error(ErrorKind::invalid_argument, "the needle grid is empty");
   }
   if (needles < 1 || ask < 1 || ask > needles) {
-    throw Error(ErrorKind::invalid_argument,
-                "ask about 1 to N of N >= 1 needles (got --needles " + std::to_string(needles) +
-                    " --ask " + std::to_string(ask) + ")");
+    throw Error(ErrorKind::invalid_argument, "ask about 1 to N of N >= 1 needles (got --needles " +
+                                                 std::to_string(needles) + " --ask " +
+                                                 std::to_string(ask) + ")");
   }
   if (static_cast<std::size_t>(needles) > grid.depths.size()) {
     throw Error(ErrorKind::invalid_argument,
-                std::to_string(needles) + " needles need as many distinct depths, but the grid "
-                "has " + std::to_string(grid.depths.size()) + "; use more --depths");
+                std::to_string(needles) +
+                    " needles need as many distinct depths, but the grid "
+                    "has " +
+                    std::to_string(grid.depths.size()) + "; use more --depths");
   }
   if (static_cast<std::size_t>(needles) > needle::cities().size()) {
-    throw Error(ErrorKind::invalid_argument, "at most " + std::to_string(needle::cities().size()) +
-                                                 " needles (one per city)");
+    throw Error(ErrorKind::invalid_argument,
+                "at most " + std::to_string(needle::cities().size()) + " needles (one per city)");
   }
 }
 

@@ -24,16 +24,18 @@ namespace lwm {
 std::vector<std::int64_t> rounded_linspace(double lo, double hi, std::int64_t n) {
   if (n < 1 || !(lo <= hi)) {
     throw Error(ErrorKind::invalid_argument,
-                "a grid needs at least one point and min <= max (got " + std::to_string(lo) +
-                    ".." + std::to_string(hi) + " in " + std::to_string(n) + " steps)");
+                "a grid needs at least one point and min <= max (got " + std::to_string(lo) + ".." +
+                    std::to_string(hi) + " in " + std::to_string(n) + " steps)");
   }
   std::vector<std::int64_t> values;
   values.reserve(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) {
     // numpy's linspace: lo + i·step, the last point exactly hi; np.round rounds half to even,
     // which std::nearbyint does in the default rounding mode.
-    const double x = i + 1 == n && n > 1 ? hi : lo + (hi - lo) * static_cast<double>(i) /
-                                                         static_cast<double>(std::max<std::int64_t>(n - 1, 1));
+    const double x = i + 1 == n && n > 1
+                         ? hi
+                         : lo + (hi - lo) * static_cast<double>(i) /
+                                    static_cast<double>(std::max<std::int64_t>(n - 1, 1));
     values.push_back(static_cast<std::int64_t>(std::nearbyint(x)));
   }
   return values;
@@ -43,21 +45,23 @@ NeedleGrid NeedleGrid::make(std::int64_t min_length, std::int64_t max_length,
                             std::int64_t n_lengths, std::int64_t n_depths, std::int32_t rounds) {
   if (min_length < 1 || min_length > max_length || n_lengths < 1) {
     throw Error(ErrorKind::invalid_argument,
-                "context lengths " + std::to_string(min_length) + ":" +
-                    std::to_string(max_length) + ":" + std::to_string(n_lengths) +
+                "context lengths " + std::to_string(min_length) + ":" + std::to_string(max_length) +
+                    ":" + std::to_string(n_lengths) +
                     " are not MIN:MAX:N with 1 <= MIN <= MAX and N >= 1");
   }
   if (n_depths < 1 || n_depths > 101) {
-    throw Error(ErrorKind::invalid_argument, "the number of depths must be 1 to 101 (distinct "
-                                             "whole percents), not " + std::to_string(n_depths));
+    throw Error(ErrorKind::invalid_argument,
+                "the number of depths must be 1 to 101 (distinct "
+                "whole percents), not " +
+                    std::to_string(n_depths));
   }
   if (rounds < 1) {
     throw Error(ErrorKind::invalid_argument,
                 "rounds must be at least 1, not " + std::to_string(rounds));
   }
   NeedleGrid grid;
-  grid.context_lengths = rounded_linspace(static_cast<double>(min_length),
-                                          static_cast<double>(max_length), n_lengths);
+  grid.context_lengths =
+      rounded_linspace(static_cast<double>(min_length), static_cast<double>(max_length), n_lengths);
   grid.context_lengths.erase(std::unique(grid.context_lengths.begin(), grid.context_lengths.end()),
                              grid.context_lengths.end());
   // One depth means the needle at the start, as linspace(0, 100, 1) gives.
@@ -97,7 +101,8 @@ std::vector<std::int32_t> HaystackReader::next(std::int64_t tokens) {
     const auto slice = std::string_view(text_).substr(cursor_, end - cursor_);
     const EncodedText encoded = tokenizer_.encode_with_offsets(slice);
     const std::size_t take = std::min(encoded.ids.size(), needed);
-    out.insert(out.end(), encoded.ids.begin(), encoded.ids.begin() + static_cast<std::ptrdiff_t>(take));
+    out.insert(out.end(), encoded.ids.begin(),
+               encoded.ids.begin() + static_cast<std::ptrdiff_t>(take));
     cursor_ = take == encoded.ids.size() ? end : cursor_ + encoded.begins[take];
   }
   return out;
@@ -117,8 +122,10 @@ NeedleInsertion insert_needles(const Tokenizer& tokenizer, const std::vector<boo
                                std::string_view haystack, std::span<const std::string> needles,
                                std::span<const std::int32_t> depths, std::int64_t budget) {
   if (needles.size() != depths.size()) {
-    throw Error(ErrorKind::invalid_argument, std::to_string(needles.size()) + " needles need as "
-                "many depths, not " + std::to_string(depths.size()));
+    throw Error(ErrorKind::invalid_argument, std::to_string(needles.size()) +
+                                                 " needles need as "
+                                                 "many depths, not " +
+                                                 std::to_string(depths.size()));
   }
   NeedleInsertion result{std::string(haystack), {}};
   std::vector<std::size_t>& offsets = result.offsets;
@@ -131,10 +138,11 @@ NeedleInsertion insert_needles(const Tokenizer& tokenizer, const std::vector<boo
     }
     const auto needle_tokens = static_cast<std::int64_t>(tokenizer.encode(needle).size());
     if (needle_tokens >= budget) {
-      throw Error(ErrorKind::invalid_argument,
-                  "a context budget of " + std::to_string(budget) + " tokens cannot hold a " +
-                      std::to_string(needle_tokens) + "-token needle; use longer context "
-                      "lengths or a smaller reserve");
+      throw Error(ErrorKind::invalid_argument, "a context budget of " + std::to_string(budget) +
+                                                   " tokens cannot hold a " +
+                                                   std::to_string(needle_tokens) +
+                                                   "-token needle; use longer context "
+                                                   "lengths or a smaller reserve");
     }
     std::string& text = result.text;
     const EncodedText encoded = tokenizer.encode_with_offsets(text);
@@ -151,13 +159,16 @@ NeedleInsertion insert_needles(const Tokenizer& tokenizer, const std::vector<boo
     std::size_t at = text.size();
     if (depth < 100) {
       std::int64_t p = n * depth / 100;
-      while (p > 0 && !sentence_end[static_cast<std::size_t>(encoded.ids[static_cast<std::size_t>(p - 1)])]) --p;
+      while (p > 0 &&
+             !sentence_end[static_cast<std::size_t>(encoded.ids[static_cast<std::size_t>(p - 1)])])
+        --p;
       at = p == 0 ? 0 : std::min(encoded.ends[static_cast<std::size_t>(p - 1)], text.size());
     }
     // Never split an earlier needle [ours]: its sentence has no ".", so the rule above only lands
     // inside one by reaching the start; go to the start of that needle instead.
     for (std::size_t k = 0; k < j; ++k) {
-      if (offsets[k] != std::string::npos && at > offsets[k] && at < offsets[k] + needles[k].size()) {
+      if (offsets[k] != std::string::npos && at > offsets[k] &&
+          at < offsets[k] + needles[k].size()) {
         at = offsets[k];
       }
     }
@@ -258,15 +269,14 @@ NeedleResultsFile NeedleResultsFile::open(const std::filesystem::path& path,
   try {
     json = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& error) {
-    throw Error(ErrorKind::file_format, "needle results '" + path.string() +
-                                            "' are not JSON (" + error.what() +
-                                            "); delete the file to start over");
+    throw Error(ErrorKind::file_format, "needle results '" + path.string() + "' are not JSON (" +
+                                            error.what() + "); delete the file to start over");
   }
   if (!json.is_object() || json.value("format", "") != kResultsFormat ||
       json.value("version", 0) != kResultsVersion || !json.contains("results")) {
-    throw Error(ErrorKind::file_format,
-                "'" + path.string() + "' is not an " + kResultsFormat + " version " +
-                    std::to_string(kResultsVersion) + " file; choose another output directory");
+    throw Error(ErrorKind::file_format, "'" + path.string() + "' is not an " + kResultsFormat +
+                                            " version " + std::to_string(kResultsVersion) +
+                                            " file; choose another output directory");
   }
   const nlohmann::json& saved = json.at("settings");
   if (saved != file.settings_) {
@@ -339,8 +349,8 @@ NeedleAccuracyTable summarize(const NeedleGrid& grid, std::span<const NeedleCell
   for (std::size_t i = 0; i < sums.size(); ++i) {
     table.accuracy[i] = counts[i] > 0 ? sums[i] / static_cast<double>(counts[i]) : std::nan("");
   }
-  table.overall = table.finished_cells > 0 ? total / static_cast<double>(table.finished_cells)
-                                           : std::nan("");
+  table.overall =
+      table.finished_cells > 0 ? total / static_cast<double>(table.finished_cells) : std::nan("");
   return table;
 }
 
@@ -442,9 +452,11 @@ void run_needle_eval(const Model& model, const Tokenizer& tokenizer, std::string
       *std::max_element(grid.context_lengths.begin(), grid.context_lengths.end());
   const std::int64_t model_max = model.config().max_sequence_length;
   if (max_length > model_max) {
-    throw Error(ErrorKind::invalid_argument,
-                "context length " + std::to_string(max_length) + " exceeds the model's maximum "
-                "sequence length " + std::to_string(model_max) + "; use a smaller --lengths MAX");
+    throw Error(ErrorKind::invalid_argument, "context length " + std::to_string(max_length) +
+                                                 " exceeds the model's maximum "
+                                                 "sequence length " +
+                                                 std::to_string(model_max) +
+                                                 "; use a smaller --lengths MAX");
   }
   if (grid.context_lengths.front() - options.reserve < 16) {
     throw Error(ErrorKind::invalid_argument,
@@ -478,21 +490,24 @@ void run_needle_eval(const Model& model, const Tokenizer& tokenizer, std::string
       sentences.push_back(needle::sentence(draw.cities[i], draw.numbers[i]));
     }
     const auto& round_tokens = rounds[static_cast<std::size_t>(key.round)];
-    const std::string text = tokenizer.decode(
-        std::span<const std::int32_t>(round_tokens).first(static_cast<std::size_t>(key.context_length)));
-    const NeedleInsertion inserted = insert_needles(tokenizer, sentence_end, text, sentences,
-                                                    draw.depths, key.context_length - options.reserve);
-    const std::span<const std::string> asked(draw.cities.data(), static_cast<std::size_t>(options.ask));
-    result.question = options.needles > 1 ? needle::multi_question(asked)
-                                          : needle::question(draw.cities[0]);
+    const std::string text =
+        tokenizer.decode(std::span<const std::int32_t>(round_tokens)
+                             .first(static_cast<std::size_t>(key.context_length)));
+    const NeedleInsertion inserted =
+        insert_needles(tokenizer, sentence_end, text, sentences, draw.depths,
+                       key.context_length - options.reserve);
+    const std::span<const std::string> asked(draw.cities.data(),
+                                             static_cast<std::size_t>(options.ask));
+    result.question =
+        options.needles > 1 ? needle::multi_question(asked) : needle::question(draw.cities[0]);
     const std::vector<std::int32_t> prompt = render_prompt(
         chat_template, tokenizer, {{"context", inserted.text}, {"question", result.question}});
 
     const auto needed = static_cast<std::int64_t>(prompt.size()) + options.max_new_tokens;
     if (!cache || cache->capacity() < needed) {
       cache.reset();  // free the old one first
-      cache = std::make_unique<KVCache>(model.config(), std::max(needed, max_length + 256 +
-                                                                             options.max_new_tokens));
+      cache = std::make_unique<KVCache>(
+          model.config(), std::max(needed, max_length + 256 + options.max_new_tokens));
       cached.clear();
     }
     std::int64_t shared = 0;
@@ -500,8 +515,8 @@ void run_needle_eval(const Model& model, const Tokenizer& tokenizer, std::string
            cached[static_cast<std::size_t>(shared)] == prompt[static_cast<std::size_t>(shared)]) {
       ++shared;
     }
-    shared = std::min<std::int64_t>({shared, static_cast<std::int64_t>(prompt.size()) - 1,
-                                     cache->size()});
+    shared = std::min<std::int64_t>(
+        {shared, static_cast<std::int64_t>(prompt.size()) - 1, cache->size()});
     cache->truncate(shared);
     cached.clear();  // until the prefill below succeeds, the cache holds only `shared` tokens
     cached.assign(prompt.begin(), prompt.begin() + shared);
@@ -509,7 +524,8 @@ void run_needle_eval(const Model& model, const Tokenizer& tokenizer, std::string
     GenerationOptions generation;
     generation.max_new_tokens = options.max_new_tokens;
     generation.prefill_chunk = options.prefill_chunk;
-    const auto rest = std::span<const std::int32_t>(prompt).subspan(static_cast<std::size_t>(shared));
+    const auto rest =
+        std::span<const std::int32_t>(prompt).subspan(static_cast<std::size_t>(shared));
     const GenerationResult answer = generate(
         model, tokenizer, *cache, rest, generation, {},
         [&](const Progress& p) { return step(p.total > 0 ? 0.9 * p.done / p.total : 0.0); });

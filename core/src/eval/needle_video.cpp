@@ -87,8 +87,9 @@ bool ffmpeg_available(const std::string& ffmpeg) {
 void write_needle_video(const std::filesystem::path& path, const NeedleVideoSpec& spec,
                         const std::string& ffmpeg) {
   if (!(spec.seconds > 0) || !(spec.fps > 0) || spec.size < 64) {
-    throw Error(ErrorKind::invalid_argument, "a needle video needs a positive length and frame "
-                                             "rate and at least 64 pixels a side");
+    throw Error(ErrorKind::invalid_argument,
+                "a needle video needs a positive length and frame "
+                "rate and at least 64 pixels a side");
   }
   const std::string enable = "enable='between(t," + seconds_text(spec.caption_begin) + "," +
                              seconds_text(spec.caption_end) + ")'";
@@ -100,11 +101,10 @@ void write_needle_video(const std::filesystem::path& path, const NeedleVideoSpec
   const std::string filter =
       "drawbox=x=0:y=(ih-" + std::to_string(band) + ")/2:w=iw:h=" + std::to_string(band) +
       ":color=black:t=fill:" + enable + ",drawtext=text='" + words +
-      "':fontcolor=white:fontsize=" + std::to_string(spec.size / 14) +
-      ":x=(w-tw)/2:y=h/2-" + std::to_string(band / 2 - 4) + ":" + enable +
-      ",drawtext=text='" + spec.number + "':fontcolor=white:fontsize=" +
-      std::to_string(spec.size / 6) + ":x=(w-tw)/2:y=h/2-" + std::to_string(spec.size / 36) +
-      ":" + enable;
+      "':fontcolor=white:fontsize=" + std::to_string(spec.size / 14) + ":x=(w-tw)/2:y=h/2-" +
+      std::to_string(band / 2 - 4) + ":" + enable + ",drawtext=text='" + spec.number +
+      "':fontcolor=white:fontsize=" + std::to_string(spec.size / 6) + ":x=(w-tw)/2:y=h/2-" +
+      std::to_string(spec.size / 36) + ":" + enable;
   const std::string source = "life=size=" + size + "x" + size + ":rate=" + seconds_text(spec.fps) +
                              ":seed=" + std::to_string(spec.background_seed % 2147483647) +
                              ":ratio=0.3:mold=8:life_color=0x70b0f0:death_color=0x203040"
@@ -149,7 +149,8 @@ void run_needle_video_eval(const Model& model, const Tokenizer& tokenizer, const
   if (!ffmpeg_available(options.ffmpeg)) {
     throw Error(ErrorKind::unsupported,
                 "the video needle evaluation draws its videos with the ffmpeg program, and '" +
-                    options.ffmpeg + "' could not be run; install ffmpeg (Debian: apt-get "
+                    options.ffmpeg +
+                    "' could not be run; install ffmpeg (Debian: apt-get "
                     "install ffmpeg)");
   }
   const std::filesystem::path work_dir =
@@ -190,9 +191,9 @@ void run_needle_video_eval(const Model& model, const Tokenizer& tokenizer, const
     spec.caption_begin = (static_cast<double>(indices[k] - half) - 0.25) / options.fps;
     spec.caption_end = (static_cast<double>(indices[k] + half) + 0.25) / options.fps;
     spec.background_seed = rng();
-    const auto video_path = work_dir / ("needle-" + std::to_string(key.context_length) + "-" +
-                                        std::to_string(key.depth_percent) + "-" +
-                                        std::to_string(key.round) + ".mp4");
+    const auto video_path =
+        work_dir / ("needle-" + std::to_string(key.context_length) + "-" +
+                    std::to_string(key.depth_percent) + "-" + std::to_string(key.round) + ".mp4");
     write_needle_video(video_path, spec, options.ffmpeg);
 
     FrameSamplingOptions sampling;
@@ -230,10 +231,9 @@ void run_needle_video_eval(const Model& model, const Tokenizer& tokenizer, const
     GenerationOptions generation;
     generation.max_new_tokens = options.max_new_tokens;
     generation.prefill_chunk = options.prefill_chunk;
-    const AskResult answer =
-        session->ask(needle::video_question(), generation, {}, [&](const Progress& p) {
-          return step(p.total > 0 ? 0.5 + 0.5 * p.done / p.total : 0.5);
-        });
+    const AskResult answer = session->ask(
+        needle::video_question(), generation, {},
+        [&](const Progress& p) { return step(p.total > 0 ? 0.5 + 0.5 * p.done / p.total : 0.5); });
 
     result.question = needle::video_question();
     result.response = answer.generation.text;

@@ -58,6 +58,10 @@ packages=(
   lintian             # the package tests check the .deb (packaging/test-package.sh)
   desktop-file-utils  # desktop-file-validate, same
   appstream           # appstreamcli validate, same
+  ffmpeg              # tests and benchmark write their video fixtures with the ffmpeg CLI;
+                      # lwm eval needle --video draws its needle videos with it
+  libpng-dev          # lwm eval needle: the accuracy heatmap PNG
+  bible-kjv           # lwm eval needle: the King James Bible as the haystack (`bible` program)
 )
 
 if [[ $EUID -eq 0 ]]; then

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "exit_codes.h"
@@ -32,6 +33,13 @@ Command add_plan_command(CLI::App& parent);
 // Context kept free beyond the answer for the question and the template's words after the source
 // (lwm ask and lwm plan size the context alike).
 inline constexpr std::int64_t kQuestionAllowance = 256;
+Command add_eval_command(CLI::App& parent);
+
+// A check the user asked for did not pass (lwm eval needle --min-accuracy): main() reports it
+// and exits with kExitCheckFailed.
+struct CheckFailed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 // The "Exit codes:" paragraph shown at the end of every --help.
 const std::string& exit_codes_help();

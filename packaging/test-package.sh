@@ -48,14 +48,14 @@ say "the portable archive runs from $portable"
 
 # 4. Install the older version, leave user data, upgrade to this one.
 home="$work/home"
-mkdir -p "$home/.local/share/LWM Studio/chats"
-echo '{"keep": "me"}' >"$home/.local/share/LWM Studio/chats/user-chat.json"
+mkdir -p "$home/.local/share/LWM/LWM Studio/chats"
+echo '{"keep": "me"}' >"$home/.local/share/LWM/LWM Studio/chats/user-chat.json"
 "${as_root[@]}" apt-get install -y -q "$old_deb" >/dev/null
 [[ "$(dpkg-query -W -f='${Version}' lwm-studio)" == 0.0.1* ]] || fail "the old version did not install"
 "${as_root[@]}" apt-get install -y -q "$deb" >/dev/null
 installed="$(dpkg-query -W -f='${Version}' lwm-studio)"
 [[ "$installed" == "$version"* ]] || fail "upgrade left version $installed, expected $version"
-grep -q '"keep"' "$home/.local/share/LWM Studio/chats/user-chat.json" || fail "upgrade touched user data"
+grep -q '"keep"' "$home/.local/share/LWM/LWM Studio/chats/user-chat.json" || fail "upgrade touched user data"
 say "upgraded 0.0.1 -> $installed with user data intact"
 
 # 5. Every program runs from the package.
@@ -83,6 +83,6 @@ while IFS= read -r path; do
   [[ -d "$path" && "$path" == */lwm-studio* ]] && left+=("$path")
 done <"$work/files"
 ((${#left[@]} == 0)) || fail "purge left ${left[*]}"
-grep -q '"keep"' "$home/.local/share/LWM Studio/chats/user-chat.json" || fail "purge touched user data"
+grep -q '"keep"' "$home/.local/share/LWM/LWM Studio/chats/user-chat.json" || fail "purge touched user data"
 say "purge removed every file; user data kept"
 say "all checks passed"

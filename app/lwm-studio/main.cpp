@@ -1,5 +1,6 @@
-// lwm-studio [FILE] [--model DIR] [--version]: the desktop application. Parses the arguments,
-// finds the bundled demo model when no --model is given, and opens the window; nothing else.
+// lwm-studio [FILE] [--model DIR] [--version] [--smoke-test]: the desktop application. Parses the
+// arguments, finds the bundled demo model when no --model is given, and opens the window; nothing
+// else.
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QDir>
@@ -7,6 +8,7 @@
 #include <cstdio>
 
 #include "lwm/gui/app_log.h"
+#include "lwm/gui/engine.h"
 #include "lwm/gui/main_window.h"
 
 namespace {
@@ -37,6 +39,11 @@ int main(int argc, char** argv) {
                      "bundled demo model"),
       QStringLiteral("DIR"));
   parser.addOption(model_option);
+  const QCommandLineOption smoke_test_option(
+      QStringLiteral("smoke-test"),
+      QStringLiteral("Open the window, load the model, and quit: exit code 0 when the model "
+                     "loaded, 2 otherwise (checks an installation)"));
+  parser.addOption(smoke_test_option);
   parser.addPositionalArgument(QStringLiteral("FILE"),
                                QStringLiteral("A video or a book (.txt, .md, .epub, .pdf) to open"),
                                QStringLiteral("[FILE]"));
@@ -70,19 +77,35 @@ int main(int argc, char** argv) {
   QApplication::setApplicationName(QStringLiteral("LWM Studio"));
   QApplication::setOrganizationName(QStringLiteral("LWM"));
   QApplication::setApplicationVersion(QStringLiteral(LWM_VERSION));
-  QApplication::setDesktopFileName(QStringLiteral("lwm-studio"));
+  // The desktop entry's id (resources/desktop), so the window gets the entry's icon and name.
+  QApplication::setDesktopFileName(QStringLiteral("org.lwmstudio.LwmStudio"));
 
   QString log_error;
   if (!lwm::gui::install_log_handler(lwm::gui::default_log_path(), &log_error))
     std::fprintf(stderr, "lwm-studio: %s\n", qPrintable(log_error));
 
   lwm::gui::MainWindow window;
+  if (parser.isSet(smoke_test_option)) {
+    QObject::connect(window.engine(), &lwm::gui::Engine::modelLoaded, &app,
+                     [](const lwm::gui::ModelInfo&) { QCoreApplication::exit(0); });
+    QObject::connect(window.engine(), &lwm::gui::Engine::failed, &app,
+                     [](const QString& operation, const QString& message) {
+                       std::fprintf(stderr, "lwm-studio: %s: %s\n", qPrintable(operation),
+                                    qPrintable(message));
+                       QCoreApplication::exit(2);
+                     });
+  }
   const QString model = parser.isSet(model_option) ? parser.value(model_option) : bundled_model();
   if (!model.isEmpty()) window.loadModel(model);
   // A FILE on the command line wins over reopening where the last run ended.
   const bool has_file = !parser.positionalArguments().isEmpty();
   window.restoreLastSession(!has_file);
   if (has_file) window.openFile(parser.positionalArguments().first());
+  if (parser.isSet(smoke_test_option) && model.isEmpty()) {
+    std::fprintf(stderr, "lwm-studio: no model: the bundled demo model is not installed beside "
+                         "the program; give --model DIR\n");
+    return 2;
+  }
   window.show();
   return app.exec();
 }

@@ -636,6 +636,7 @@ TEST_F(CliTest, KilledVideoIngestResumesFromTheCachedFrames) {
   EXPECT_GE(from_cache, 1) << resumed.output;
   EXPECT_LT(from_cache, 24) << resumed.output;
   EXPECT_EQ(resumed_answer, fresh_answer);
+}
 
 // ---- lwm eval needle ----
 

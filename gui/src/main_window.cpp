@@ -103,7 +103,12 @@ MainWindow::MainWindow(const QString& chats_directory, QWidget* parent)
   updateTitle();
 }
 
-MainWindow::~MainWindow() = default;
+MainWindow::~MainWindow() {
+  // The keeper saves pending state through store_, a member that dies before ~QWidget deletes
+  // child objects: delete it while the store is still there.
+  delete keeper_;
+  keeper_ = nullptr;
+}
 
 void MainWindow::buildWidgets() {
   auto* central = new QWidget;

@@ -48,6 +48,7 @@ packages=(
   libavutil-dev       # video reader: display matrix, frames
   libswscale-dev      # video reader: resize and YUV->RGB
   ffmpeg              # tests and benchmark write their video fixtures with the ffmpeg CLI
+  bible-kjv           # the King James Bible: the haystack the demo model was trained on (resources/demo)
 )
 
 if [[ $EUID -eq 0 ]]; then

@@ -102,6 +102,14 @@ StepReport run_recipe(const Recipe& recipe, const TrainerOptions& options);
 // The newest checkpoint directory under <out>/checkpoints holding its DONE marker, or empty.
 std::filesystem::path latest_complete_checkpoint(const std::filesystem::path& output_dir);
 
+// Turns a checkpoint (`checkpoints/step-N/`, or a stage's model directory) into a model directory
+// for `lwm ask` and Model::load: model.safetensors in `dtype` (bf16 to ship), config.json, and the
+// tokenizer copied in as tokenizer.model. Written whole or not at all; refuses a non-empty `out`.
+// Throws Error(io) naming a missing checkpoint or tokenizer file.
+void export_model(const std::filesystem::path& checkpoint,
+                  const std::filesystem::path& tokenizer_model, const std::filesystem::path& out,
+                  DType dtype);
+
 // One optimizer step over the given micro-batches (gradient accumulation: the gradients of the k
 // micro-batch losses are averaged, as optax MultiSteps does), clipping and AdamW at `lr`.
 // Returns (mean micro-batch loss, gradient norm before clipping).

@@ -13,6 +13,7 @@ enum ExitCode : int {
   kExitTooLarge = 3,
   kExitCancelled = 4,
   kExitInternal = 5,
+  kExitCheckFailed = 6,  // a check the user asked for failed (lwm eval needle --min-accuracy)
 };
 
 inline int exit_code_for(ErrorKind kind) noexcept {

@@ -47,8 +47,11 @@ packages=(
   libavcodec-dev      # video reader: decoders
   libavutil-dev       # video reader: display matrix, frames
   libswscale-dev      # video reader: resize and YUV->RGB
-  ffmpeg              # tests and benchmark write their video fixtures with the ffmpeg CLI
-  bible-kjv           # the King James Bible: the haystack the demo model was trained on (resources/demo)
+  ffmpeg              # tests and benchmark write their video fixtures with the ffmpeg CLI;
+                      # lwm eval needle --video draws its needle videos with it
+  libpng-dev          # lwm eval needle: the accuracy heatmap PNG
+  bible-kjv           # lwm eval needle: the King James Bible as the haystack (`bible` program);
+                      # also the haystack the demo model was trained on (resources/demo)
 )
 
 if [[ $EUID -eq 0 ]]; then

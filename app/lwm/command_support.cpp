@@ -15,6 +15,7 @@ const std::string& exit_codes_help() {
       "  3  too large: the prompt does not fit the context, or the work does not fit in memory\n"
       "  4  cancelled with Ctrl-C\n"
       "  5  internal error (please report it)\n"
+      "  6  a check failed: accuracy below lwm eval needle --min-accuracy\n"
       "Errors are reported as one line on stderr starting with \"lwm: error: \".";
   return text;
 }

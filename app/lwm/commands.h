@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "exit_codes.h"
@@ -26,6 +27,13 @@ Command add_info_command(CLI::App& parent);
 Command add_score_command(CLI::App& parent);
 Command add_make_model_command(CLI::App& parent);
 Command add_convert_command(CLI::App& parent);
+Command add_eval_command(CLI::App& parent);
+
+// A check the user asked for did not pass (lwm eval needle --min-accuracy): main() reports it
+// and exits with kExitCheckFailed.
+struct CheckFailed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 // The "Exit codes:" paragraph shown at the end of every --help.
 const std::string& exit_codes_help();

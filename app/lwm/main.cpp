@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
 
   const std::vector<Command> commands = {add_ask_command(app), add_info_command(app),
                                          add_score_command(app), add_make_model_command(app),
-                                         add_convert_command(app)};
+                                         add_convert_command(app),
+                                         add_eval_command(app)};
   for (const auto& command : commands) command.app->footer(exit_codes_help());
 
   // CLI11 would only say that a subcommand is required; name the unknown one instead.
@@ -65,6 +66,8 @@ int main(int argc, char** argv) {
       if (command.app->parsed()) command.run();
     }
     return kExitOk;
+  } catch (const CheckFailed& failed) {
+    return report(kExitCheckFailed, failed.what());
   } catch (const lwm::Error& error) {
     return report(exit_code_for(error.kind()), error.what());
   } catch (const std::filesystem::filesystem_error& error) {

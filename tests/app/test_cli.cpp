@@ -13,6 +13,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -437,6 +438,151 @@ TEST_F(CliTest, ConvertTuxCheckpointScoresLikeTheOriginal) {
   expect_failure(run_lwm("convert --from " + quoted(tux) + " --out " + quoted(converted)), 1,
                  "not an empty directory");
   EXPECT_FALSE(std::filesystem::exists(scratch("never")));
+}
+
+// ---- lwm eval needle ----
+
+// Width and height from a PNG's IHDR chunk, or {0, 0} when the bytes are not a PNG.
+std::pair<int, int> png_size(const std::string& bytes) {
+  if (bytes.size() < 24 || bytes.compare(0, 8, "\x89PNG\r\n\x1a\n") != 0) return {0, 0};
+  const auto be32 = [&](std::size_t at) {
+    return (static_cast<unsigned char>(bytes[at]) << 24) |
+           (static_cast<unsigned char>(bytes[at + 1]) << 16) |
+           (static_cast<unsigned char>(bytes[at + 2]) << 8) | static_cast<unsigned char>(bytes[at + 3]);
+  };
+  return {be32(16), be32(20)};
+}
+
+// Checks what every needle run leaves: the table on stdout, results.json with one entry per cell
+// and LWM's fields, and a heatmap PNG.
+void expect_needle_outputs(const std::string& table, const std::filesystem::path& out,
+                           std::size_t lengths, std::size_t depths, std::size_t rounds) {
+  EXPECT_EQ(table.rfind("depth \\ length", 0), 0u) << table;
+  EXPECT_EQ(static_cast<std::size_t>(std::count(table.begin(), table.end(), '\n')), depths + 2)
+      << table;
+  EXPECT_NE(table.find("overall: "), std::string::npos) << table;
+  const auto json = nlohmann::json::parse(read_file(out / "results.json"));
+  EXPECT_EQ(json.at("format"), "lwm-needle-eval");
+  EXPECT_EQ(json.at("version"), 1);
+  ASSERT_EQ(json.at("results").size(), lengths * depths * rounds);
+  std::set<std::string> keys;
+  for (const auto& cell : json.at("results")) {
+    for (const char* field : {"context_length", "depth_percent", "response", "answer", "correct",
+                              "seed", "prefill_seconds", "decode_seconds", "seconds"}) {
+      EXPECT_TRUE(cell.contains(field)) << field << " in " << cell.dump();
+    }
+    EXPECT_EQ(cell.at("answer").get<std::string>().size(), 7u);
+    keys.insert(cell.at("context_length").dump() + "/" + cell.at("depth_percent").dump() + "/" +
+                cell.at("round").dump());
+  }
+  EXPECT_EQ(keys.size(), lengths * depths * rounds);  // every cell once
+  const auto [width, height] = png_size(read_file(out / "heatmap.png"));
+  EXPECT_GT(width, 100);
+  EXPECT_GT(height, 50);
+}
+
+TEST_F(CliTest, EvalNeedleWritesTableJsonHeatmapAndResumes) {
+  const auto out = scratch("needle");
+  const std::string arguments = "eval needle " + model_arg() + " --haystack " +
+                                quoted(lwm::test::sample_text_file()) +
+                                " --lengths 300:500:2 --depths 3 --rounds 2 --max-tokens 4 "
+                                "--reserve 120 --out " + quoted(out);
+  std::string table;
+  const CommandResult result = run_lwm(arguments, &table);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  expect_needle_outputs(table, out, 2, 3, 2);
+  EXPECT_NE(result.output.find("lwm: needle 100%"), std::string::npos) << result.output;
+
+  // Run again: every cell is found finished, nothing is recomputed, the same table comes out.
+  std::string again;
+  const CommandResult resumed = run_lwm(arguments + " --min-accuracy 0", &again);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("12 cells already finished"), std::string::npos) << resumed.output;
+  EXPECT_EQ(again, table);
+  // A random model finds no needles: a floor above its accuracy fails with exit code 6.
+  expect_failure(run_lwm(arguments + " --min-accuracy 0.99"), 6, "below the floor");
+  // Other settings in the same directory, bad grids and a missing haystack are refused.
+  expect_failure(run_lwm(arguments + " --seed 4"), 1, "other settings: seed");
+  expect_failure(run_lwm("eval needle " + model_arg() + " --haystack " +
+                         quoted(lwm::test::sample_text_file()) + " --lengths 300:x"),
+                 1, "MIN:MAX:N");
+  expect_failure(run_lwm("eval needle " + model_arg() + " --lengths 300"), 1, "--haystack");
+  expect_failure(run_lwm("eval needle " + model_arg() + " --haystack " + quoted(scratch("none.txt")) +
+                         " --lengths 300"),
+                 2, "none.txt");
+  expect_failure(run_lwm("eval needle " + model_arg() + " --video --lengths 3"), 1, "text-only");
+}
+
+TEST_F(CliTest, EvalNeedleMultiNeedleAsksAboutSeveral) {
+  const auto out = scratch("multi");
+  std::string table;
+  const CommandResult result =
+      run_lwm("eval needle " + model_arg() + " --haystack " + quoted(lwm::test::sample_text_file()) +
+                  " --lengths 400 --depths 4 --needles 3 --ask 2 --max-tokens 4 --reserve 120 "
+                  "--out " + quoted(out),
+              &table);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto json = nlohmann::json::parse(read_file(out / "results.json"));
+  ASSERT_EQ(json.at("results").size(), 4u);
+  for (const auto& cell : json.at("results")) {
+    EXPECT_EQ(cell.at("answer").size(), 2u);
+    EXPECT_EQ(cell.at("correct").size(), 2u);
+    EXPECT_EQ(cell.at("needle_depths").size(), 3u);
+    EXPECT_EQ(cell.at("question").get<std::string>().rfind("What are the special magic numbers for ", 0), 0u);
+  }
+}
+
+TEST_F(CliTest, EvalNeedleVideoAsksAboutACaptionedFrame) {
+  if (std::system("ffmpeg -version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no ffmpeg CLI";
+  const auto vl = scratch("needle-vision-model");
+  const CommandResult made =
+      run_command(lwm_cli() + " make-model --out " + quoted(vl) +
+                  " --preset tiny-vision --vqgan tiny --seed 9 --train-tokenizer " +
+                  quoted(lwm::test::sample_text_file()) + " --vocab 512");
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  const auto out = scratch("needle-video");
+  std::string table;
+  const CommandResult result = run_lwm("eval needle --model " + quoted(vl) +
+                                           " --video --lengths 2:4:2 --depths 2 --max-tokens 3 "
+                                           "--out " + quoted(out),
+                                       &table);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  expect_needle_outputs(table, out, 2, 2, 1);
+  const auto json = nlohmann::json::parse(read_file(out / "results.json"));
+  for (const auto& cell : json.at("results")) {
+    EXPECT_EQ(cell.at("extra").at("samples_showing_caption"), 1) << cell.dump();
+  }
+}
+
+// The bundled demo model over the King James Bible (Debian's bible-kjv, written into the build
+// directory by the `bible` program): the outputs' shape, not accuracy, until the demo model is
+// trained to answer.
+TEST_F(CliTest, EvalNeedleOnTheKingJamesBibleWithTheDemoModel) {
+  const std::filesystem::path demo = std::filesystem::path(LWM_BINARY_DIR) / "demo-model";
+  if (!std::filesystem::is_regular_file(demo / "config.json")) {
+    GTEST_SKIP() << "no demo model in the build directory (build the `all` target)";
+  }
+  const std::filesystem::path kjv = std::filesystem::path(LWM_BINARY_DIR) / "kjv.txt";
+  if (!std::filesystem::is_regular_file(kjv)) {
+    if (std::system("command -v bible >/dev/null 2>&1") != 0) {
+      GTEST_SKIP() << "no `bible` program (Debian package bible-kjv)";
+    }
+    const auto partial = kjv.string() + ".partial";
+    ASSERT_EQ(run_command("bible -f Gen1:1-Rev22:21 > '" + partial + "'").exit_code, 0);
+    std::filesystem::rename(partial, kjv);
+  }
+  const auto out = scratch("kjv");
+  std::string table;
+  const CommandResult result =
+      run_lwm("eval needle --model " + quoted(demo) + " --haystack " + quoted(kjv) +
+                  " --lengths 400:1000:3 --depths 3 --rounds 1 --max-tokens 4 --out " + quoted(out),
+              &table);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  expect_needle_outputs(table, out, 3, 3, 1);
+  // The haystack is the Bible's text from Genesis on.
+  const auto json = nlohmann::json::parse(read_file(out / "results.json"));
+  EXPECT_EQ(json.at("settings").at("haystack_bytes").get<std::int64_t>(),
+            static_cast<std::int64_t>(std::filesystem::file_size(kjv)));
 }
 
 }  // namespace

@@ -97,6 +97,9 @@ int main(int argc, char** argv) {
       ->required();
   export_cmd->add_option("--out", out, "new model directory")->required();
   export_cmd->add_option("--dtype", dtype_name, "weight type: f32, bf16 or f16");
+  std::int64_t max_sequence_length = 0;
+  export_cmd->add_option("--max-sequence-length", max_sequence_length,
+                         "set max_position_embeddings (default: the checkpoint's)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& success) {
@@ -124,7 +127,8 @@ int main(int argc, char** argv) {
       return lwm::cli::kExitOk;
     }
     if (export_cmd->parsed()) {
-      lwm::train::export_model(checkpoint, tokenizer_model, out, lwm::parse_dtype(dtype_name));
+      lwm::train::export_model(checkpoint, tokenizer_model, out, lwm::parse_dtype(dtype_name),
+                                 max_sequence_length);
       std::fprintf(stderr, "lwm-train: exported %s to %s\n", checkpoint.string().c_str(),
                    out.string().c_str());
       return lwm::cli::kExitOk;

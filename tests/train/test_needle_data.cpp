@@ -111,7 +111,7 @@ TEST(NeedleData, PromptIsTheSessionPromptAndLossCoversOnlyTheAnswer) {
 TEST(NeedleData, DeterministicPerSeedAndWritesJsonl) {
   std::mt19937_64 rng(test::test_seed());
   const std::string hay = random_haystack(rng, 100);
-  const NeedleDataOptions options{.examples = 6, .min_tokens = 80, .max_tokens = 200, .seed = 3};
+  const NeedleDataOptions options{.examples = 6, .min_tokens = 250, .max_tokens = 400, .seed = 3};
   const NeedleExampleGenerator a({hay}, tokenizer(), options), b({hay}, tokenizer(), options);
   NeedleDataOptions other = options;
   other.seed = 4;

@@ -73,6 +73,15 @@ TEST(Recipe, ShippedRecipesParse) {
   EXPECT_EQ(paper.stages[0].steps, 1200);
   EXPECT_EQ(paper.stages[5].vision_vocab_size, 8448);
   EXPECT_EQ(paper.stages[5].schedule.kind, ScheduleKind::cosine);
+  // The demo model's recipe grows context and theta stage by stage, each from the previous one.
+  const Recipe demo = Recipe::load(test::source_dir() / "resources/recipes/demo-text.json");
+  ASSERT_GE(demo.stages.size(), 3u);
+  for (std::size_t i = 1; i < demo.stages.size(); ++i) {
+    EXPECT_GE(demo.stages[i].context_length, demo.stages[i - 1].context_length);
+    EXPECT_GE(demo.stages[i].rope_theta, demo.stages[i - 1].rope_theta);
+    EXPECT_EQ(demo.stages[i].init, "previous");
+  }
+  EXPECT_EQ(demo.stages.back().context_length, 1024);
 }
 
 TEST(Recipe, BadRecipesNameTheProblem) {
@@ -202,7 +211,10 @@ TEST(Trainer, ExportedModelComputesTheTrainersLoss) {
   ASSERT_FALSE(checkpoint.empty());
   std::ofstream(out / "tok.model") << "any bytes: export copies the tokenizer as it is";
   export_model(checkpoint, out / "tok.model", out / "f32", DType::f32);
-  export_model(checkpoint, out / "tok.model", out / "bf16", DType::bf16);
+  export_model(checkpoint, out / "tok.model", out / "bf16", DType::bf16, 48);
+  EXPECT_EQ(Model::load(out / "bf16")->config().max_sequence_length, 48);
+  EXPECT_EQ(Model::load(out / "f32")->config().max_sequence_length,
+            TrainableModel::load(checkpoint).config().max_sequence_length);
   EXPECT_TRUE(std::filesystem::exists(out / "bf16/tokenizer.model"));
   EXPECT_LT(std::filesystem::file_size(out / "bf16/model.safetensors"),
             std::filesystem::file_size(out / "f32/model.safetensors") * 6 / 10);

@@ -11,7 +11,7 @@
 #include "atomic_file.h"
 #include "lwm/chat_template.h"
 #include "lwm/error.h"
-#include "needle_text.h"
+#include "lwm/needle.h"
 
 namespace lwm::train {
 namespace {
@@ -32,6 +32,12 @@ std::int64_t uniform_int(std::mt19937_64& rng, std::int64_t low, std::int64_t hi
 
 double uniform_unit(std::mt19937_64& rng) {
   return static_cast<double>(rng() >> 11) * 0x1p-53;
+}
+
+// What the model is taught to answer: the needle's sentence, so the digits follow the same words
+// as in the document (needle.h defines what is asked, not the answer).
+std::string answer_text(std::string_view city, std::string_view number) {
+  return "The special magic " + std::string(city) + " number is: " + std::string(number) + ".";
 }
 
 std::vector<std::int32_t> render(const ChatTemplate& chat_template, const Tokenizer& tokenizer,
@@ -88,20 +94,19 @@ NeedleExample NeedleExampleGenerator::make(std::int64_t index) const {
   const Haystack& haystack =
       haystacks_[static_cast<std::size_t>(uniform_int(rng, 0, std::ssize(haystacks_) - 1))];
   const std::int64_t target = uniform_int(rng, options_.min_tokens, options_.max_tokens);
-  const auto& cities = needle_text::kCities;
   NeedleExample ex;
-  ex.city = std::string(cities[static_cast<std::size_t>(uniform_int(rng, 0, std::ssize(cities) - 1))]);
-  ex.number = std::to_string(uniform_int(rng, 1000000, 9999999));
+  ex.city = needle::random_city(rng);
+  ex.number = needle::random_number(rng);
   ex.depth = uniform_unit(rng);
   const double start_fraction = uniform_unit(rng);
-  ex.question = needle_text::question(ex.city);
-  ex.answer = needle_text::answer(ex.city, ex.number);
+  ex.question = needle::question(ex.city);
+  ex.answer = answer_text(ex.city, ex.number);
   ex.answer_ids = tokenizer_->encode(ex.answer);
-  const std::string needle = needle_text::needle(ex.city, ex.number);
+  const std::string sentence = needle::sentence(ex.city, ex.number);
 
   const ChatTemplate& chat_template = ChatTemplates::builtin().get(options_.template_name);
   const auto overhead = static_cast<std::int64_t>(
-      render(chat_template, *tokenizer_, needle, ex.question).size() + ex.answer_ids.size() + 1);
+      render(chat_template, *tokenizer_, sentence, ex.question).size() + ex.answer_ids.size() + 1);
   if (overhead >= options_.max_tokens) {
     throw Error(ErrorKind::invalid_argument,
                 "a needle example without haystack is already " + std::to_string(overhead) +
@@ -124,7 +129,7 @@ NeedleExample NeedleExampleGenerator::make(std::int64_t index) const {
       const std::size_t stop = haystack.text.rfind('.', insert == 0 ? 0 : insert - 1);
       insert = (stop == std::string::npos || stop < begin || insert == begin) ? begin : stop + 1;
     }
-    ex.context = haystack.text.substr(begin, insert - begin) + needle +
+    ex.context = haystack.text.substr(begin, insert - begin) + sentence +
                  haystack.text.substr(insert, end - insert);
     ex.needle_offset = insert - begin;
     ex.prompt = render(chat_template, *tokenizer_, ex.context, ex.question);
@@ -144,11 +149,11 @@ std::string needle_tokenizer_text(int repeats) {
   std::string text;
   std::int64_t number = 1234567;
   for (int r = 0; r < repeats; ++r) {
-    for (const std::string_view city : needle_text::kCities) {
+    for (const std::string_view city : needle::cities()) {
       number = 1000000 + (number * 7919 + 104729) % 9000000;  // walks through all digits
       const std::string n = std::to_string(number);
-      text += needle_text::needle(city, n) + needle_text::question(city) + "\n" +
-              needle_text::answer(city, n) + "\n";
+      text += needle::sentence(city, n) + needle::question(city) + "\n" +
+              answer_text(city, n) + "\n";
     }
   }
   return text;

@@ -420,7 +420,7 @@ StepReport run_recipe(const Recipe& recipe, const TrainerOptions& options) {
 }
 
 void export_model(const fs::path& checkpoint, const fs::path& tokenizer_model, const fs::path& out,
-                  DType dtype) {
+                  DType dtype, std::int64_t max_sequence_length) {
   if (!fs::is_regular_file(checkpoint / "model.safetensors") ||
       !fs::is_regular_file(checkpoint / "config.json")) {
     throw Error(ErrorKind::io, "'" + checkpoint.string() +
@@ -434,7 +434,8 @@ void export_model(const fs::path& checkpoint, const fs::path& tokenizer_model, c
     throw Error(ErrorKind::invalid_argument,
                 "'" + out.string() + "' already exists; export into a new directory");
   }
-  const TrainableModel model = TrainableModel::load(checkpoint);
+  TrainableModel model = TrainableModel::load(checkpoint);
+  if (max_sequence_length > 0) model.set_max_sequence_length(max_sequence_length);
   StagingDirectory staging(out);
   model.save(staging.path(), dtype);
   fs::copy_file(tokenizer_model, staging.path() / "tokenizer.model");

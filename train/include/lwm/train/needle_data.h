@@ -1,4 +1,4 @@
-// Training data for single-needle retrieval (spec §6.1): windows of a haystack text at random
+// Training data for single-needle retrieval (spec §6.1, texts from lwm/needle.h): windows of a haystack text at random
 // lengths with "The special magic {city} number is: {n}" inserted at a random depth, rendered
 // exactly as `lwm ask --book` renders a book and a question (the document-qa chat template), and
 // the needle's sentence as the answer. Written as §5.1 JSONL with token-id fields, so the trainer
@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lwm/needle.h"
 #include "lwm/progress.h"
 #include "lwm/tokenizer.h"
 
@@ -26,7 +27,7 @@ struct NeedleDataOptions {
   std::int64_t min_tokens = 256;
   std::int64_t max_tokens = 1024;
   std::uint64_t seed = 0;
-  std::string template_name = "document-qa";  // the template Session uses for books
+  std::string template_name = needle::kSingleTemplate;  // document-qa, as Session for books
   bool with_text = false;  // also write "context" and "question" as text, for evaluation
 };
 

@@ -105,8 +105,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::Success& success) {
     return app.exit(success);
   } catch (const CLI::ParseError& error) {
-    return report(lwm::cli::kExitUsage,
-                  std::string(error.what()) + "; run 'lwm-train --help' to see the commands and options");
+    return report(
+        lwm::cli::kExitUsage,
+        std::string(error.what()) + "; run 'lwm-train --help' to see the commands and options");
   }
 
   struct sigaction action {};
@@ -128,7 +129,7 @@ int main(int argc, char** argv) {
     }
     if (export_cmd->parsed()) {
       lwm::train::export_model(checkpoint, tokenizer_model, out, lwm::parse_dtype(dtype_name),
-                                 max_sequence_length);
+                               max_sequence_length);
       std::fprintf(stderr, "lwm-train: exported %s to %s\n", checkpoint.string().c_str(),
                    out.string().c_str());
       return lwm::cli::kExitOk;

@@ -27,8 +27,8 @@ std::shared_ptr<const Tokenizer> tokenizer() {
 
 // Fresh random prose: sentences of 3–8 words, each ending with a full stop.
 std::string random_haystack(std::mt19937_64& rng, int sentences) {
-  static const char* words[] = {"the", "keeper", "light", "sea",  "stone", "walked",
-                                "over", "night", "ship", "bell", "cold",  "storm"};
+  static const char* words[] = {"the",  "keeper", "light", "sea",  "stone", "walked",
+                                "over", "night",  "ship",  "bell", "cold",  "storm"};
   std::string text;
   for (int s = 0; s < sentences; ++s) {
     const int n = 3 + static_cast<int>(rng() % 6);
@@ -51,9 +51,9 @@ TEST(NeedleData, OneNeedleAtItsDepthAndLengthsInRange) {
   const std::uint64_t seed = test::test_seed();
   SCOPED_TRACE("LWM_TEST_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  const NeedleExampleGenerator generator(
-      {random_haystack(rng, 400), random_haystack(rng, 30)}, tokenizer(),
-      {.min_tokens = 200, .max_tokens = 600, .seed = seed});
+  const NeedleExampleGenerator generator({random_haystack(rng, 400), random_haystack(rng, 30)},
+                                         tokenizer(),
+                                         {.min_tokens = 200, .max_tokens = 600, .seed = seed});
   const auto& t = *tokenizer();
   for (std::int64_t i = 0; i < 40; ++i) {
     const NeedleExample ex = generator.make(i);
@@ -102,8 +102,9 @@ TEST(NeedleData, PromptIsTheSessionPromptAndLossCoversOnlyTheAnswer) {
     EXPECT_EQ(e.tokens.back(), tokenizer()->eos_id());
     for (std::size_t k = 0; k < e.tokens.size(); ++k) {
       EXPECT_EQ(e.loss_mask[k], k >= p ? 1 : 0) << k;
-      EXPECT_EQ(e.tokens[k], k < p ? ex.prompt[k] : k < p + a ? ex.answer_ids[k - p]
-                                                                : tokenizer()->eos_id());
+      EXPECT_EQ(e.tokens[k], k < p       ? ex.prompt[k]
+                             : k < p + a ? ex.answer_ids[k - p]
+                                         : tokenizer()->eos_id());
     }
   }
 }
@@ -152,7 +153,8 @@ TEST(NeedleData, BadInputsAreClearErrors) {
   EXPECT_EQ(test::capture_error([&] { NeedleExampleGenerator({" \n"}, t, {}); }).kind(),
             ErrorKind::invalid_argument);
   // Too short for even the template, question and answer.
-  const NeedleExampleGenerator tiny({"The sea. The light."}, t, {.min_tokens = 5, .max_tokens = 20});
+  const NeedleExampleGenerator tiny({"The sea. The light."}, t,
+                                    {.min_tokens = 5, .max_tokens = 20});
   EXPECT_NE(std::string(test::capture_error([&] { tiny.make(0); }).what()).find("max-tokens"),
             std::string::npos);
   test::TempDir dir;

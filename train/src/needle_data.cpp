@@ -108,9 +108,9 @@ NeedleExample NeedleExampleGenerator::make(std::int64_t index) const {
   const auto overhead = static_cast<std::int64_t>(
       render(chat_template, *tokenizer_, sentence, ex.question).size() + ex.answer_ids.size() + 1);
   if (overhead >= options_.max_tokens) {
-    throw Error(ErrorKind::invalid_argument,
-                "a needle example without haystack is already " + std::to_string(overhead) +
-                    " tokens; give max-tokens above that");
+    throw Error(ErrorKind::invalid_argument, "a needle example without haystack is already " +
+                                                 std::to_string(overhead) +
+                                                 " tokens; give max-tokens above that");
   }
   const auto& enc = haystack.encoded;
   const auto n = static_cast<std::int64_t>(enc.ids.size());
@@ -119,7 +119,8 @@ NeedleExample NeedleExampleGenerator::make(std::int64_t index) const {
   // whole example lands in range.
   for (int attempt = 0; attempt < 32; ++attempt) {
     length = std::clamp<std::int64_t>(length, 1, n);
-    const auto first = static_cast<std::int64_t>(start_fraction * static_cast<double>(n - length + 1));
+    const auto first =
+        static_cast<std::int64_t>(start_fraction * static_cast<double>(n - length + 1));
     const std::size_t begin = enc.begins[static_cast<std::size_t>(first)];
     const std::size_t end = enc.ends[static_cast<std::size_t>(first + length - 1)];
     const auto at = first + static_cast<std::int64_t>(ex.depth * static_cast<double>(length));
@@ -139,10 +140,10 @@ NeedleExample NeedleExampleGenerator::make(std::int64_t index) const {
     if (total < options_.min_tokens && length == n) break;
     length += target - total;
   }
-  throw Error(ErrorKind::invalid_argument,
-              "cannot fit needle example " + std::to_string(index) + " into " +
-                  std::to_string(options_.min_tokens) + ".." + std::to_string(options_.max_tokens) +
-                  " tokens; widen the range");
+  throw Error(ErrorKind::invalid_argument, "cannot fit needle example " + std::to_string(index) +
+                                               " into " + std::to_string(options_.min_tokens) +
+                                               ".." + std::to_string(options_.max_tokens) +
+                                               " tokens; widen the range");
 }
 
 std::string needle_tokenizer_text(int repeats) {
@@ -152,8 +153,8 @@ std::string needle_tokenizer_text(int repeats) {
     for (const std::string_view city : needle::cities()) {
       number = 1000000 + (number * 7919 + 104729) % 9000000;  // walks through all digits
       const std::string n = std::to_string(number);
-      text += needle::sentence(city, n) + needle::question(city) + "\n" +
-              answer_text(city, n) + "\n";
+      text +=
+          needle::sentence(city, n) + needle::question(city) + "\n" + answer_text(city, n) + "\n";
     }
   }
   return text;

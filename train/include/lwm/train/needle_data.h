@@ -1,19 +1,18 @@
-// Training data for single-needle retrieval (spec §6.1, texts from lwm/needle.h): windows of a haystack text at random
-// lengths with "The special magic {city} number is: {n}" inserted at a random depth, rendered
-// exactly as `lwm ask --book` renders a book and a question (the document-qa chat template), and
-// the needle's sentence as the answer. Written as §5.1 JSONL with token-id fields, so the trainer
-// sees the inference prompt token for token; the recipe's fields "[prompt],answer" with
-// add_bos_token false put the loss on the answer and EOS only.
+// Training data for single-needle retrieval (spec §6.1, texts from lwm/needle.h): windows of a
+// haystack text at random lengths with "The special magic {city} number is: {n}" inserted at a
+// random depth, rendered exactly as `lwm ask --book` renders a book and a question (the document-qa
+// chat template), and the needle's sentence as the answer. Written as §5.1 JSONL with token-id
+// fields, so the trainer sees the inference prompt token for token; the recipe's fields
+// "[prompt],answer" with add_bos_token false put the loss on the answer and EOS only.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "lwm/needle.h"
 #include "lwm/progress.h"
@@ -33,15 +32,15 @@ struct NeedleDataOptions {
 
 struct NeedleExample {
   std::string city;
-  std::string number;      // 7 digits, uniform in [1000000, 9999999]
-  std::string context;     // the haystack window with the needle inserted
+  std::string number;             // 7 digits, uniform in [1000000, 9999999]
+  std::string context;            // the haystack window with the needle inserted
   std::size_t needle_offset = 0;  // byte of `context` where the needle starts
   double depth = 0.0;             // requested depth in [0, 1]
   std::string question;
-  std::string answer;                // the text the model is taught to answer
-  std::vector<std::int32_t> prompt;  // rendered prompt ids, BOS first
+  std::string answer;                    // the text the model is taught to answer
+  std::vector<std::int32_t> prompt;      // rendered prompt ids, BOS first
   std::vector<std::int32_t> answer_ids;  // answer ids without EOS
-  std::int64_t total_tokens() const {  // prompt + answer + EOS
+  std::int64_t total_tokens() const {    // prompt + answer + EOS
     return static_cast<std::int64_t>(prompt.size() + answer_ids.size()) + 1;
   }
 };

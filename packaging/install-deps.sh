@@ -61,7 +61,8 @@ packages=(
   ffmpeg              # tests and benchmark write their video fixtures with the ffmpeg CLI;
                       # lwm eval needle --video draws its needle videos with it
   libpng-dev          # lwm eval needle: the accuracy heatmap PNG
-  bible-kjv           # lwm eval needle: the King James Bible as the haystack (`bible` program)
+  bible-kjv           # lwm eval needle: the King James Bible as the haystack (`bible` program);
+                      # also the haystack the demo model was trained on (resources/demo)
 )
 
 if [[ $EUID -eq 0 ]]; then

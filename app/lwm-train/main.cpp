@@ -14,7 +14,9 @@
 #include <string>
 
 #include "exit_codes.h"
+#include "lwm/dtype.h"
 #include "lwm/error.h"
+#include "lwm/train/needle_data.h"
 #include "lwm/train/trainer.h"
 
 namespace {
@@ -52,13 +54,60 @@ int main(int argc, char** argv) {
       ->required();
   run->add_flag("--resume", resume, "continue from the newest complete checkpoint in --out");
   run->add_option("--stop-after", stop_after, "save a checkpoint and stop after this many steps");
+
+  CLI::App* make_data =
+      app.add_subcommand("make-data", "generate training data (JSONL, spec §5.1)");
+  make_data->require_subcommand(1);
+  CLI::App* needle = make_data->add_subcommand(
+      "needle",
+      "single-needle retrieval examples (spec §6.1) rendered as `lwm ask --book` prompts; use "
+      "with fields \"[prompt],answer\" and add_bos_token false");
+  std::vector<std::filesystem::path> haystacks;
+  std::filesystem::path tokenizer_model;
+  lwm::train::NeedleDataOptions needle_options;
+  needle->add_option("--haystack", haystacks, "UTF-8 text files to hide needles in")
+      ->required()
+      ->check(CLI::ExistingFile);
+  needle->add_option("--tokenizer", tokenizer_model, "SentencePiece model of the model to train")
+      ->required();
+  needle->add_option("--out", out, "output JSONL file")->required();
+  needle->add_option("--examples", needle_options.examples, "number of examples")
+      ->check(CLI::PositiveNumber);
+  needle->add_option("--min-tokens", needle_options.min_tokens,
+                     "shortest example (prompt, answer and EOS) in tokens");
+  needle->add_option("--max-tokens", needle_options.max_tokens, "longest example in tokens");
+  needle->add_option("--seed", needle_options.seed, "example i depends only on seed and i");
+  needle->add_option("--template", needle_options.template_name, "chat template of the prompt");
+  needle->add_flag("--with-text", needle_options.with_text,
+                   "also write each example's book text and question (for evaluation)");
+
+  CLI::App* needle_text = make_data->add_subcommand(
+      "needle-text",
+      "text with every needle, question, city and digit, to train the tokenizer on beside the "
+      "haystacks (so no digit falls back to bytes)");
+  needle_text->add_option("--out", out, "output text file")->required();
+
+  std::filesystem::path checkpoint;
+  std::string dtype_name = "bf16";
+  CLI::App* export_cmd = app.add_subcommand(
+      "export", "turn a checkpoint into a model directory for `lwm ask` (with its tokenizer)");
+  export_cmd->add_option("--checkpoint", checkpoint, "checkpoints/step-N or a stage directory")
+      ->required();
+  export_cmd->add_option("--tokenizer", tokenizer_model, "the SentencePiece model trained with")
+      ->required();
+  export_cmd->add_option("--out", out, "new model directory")->required();
+  export_cmd->add_option("--dtype", dtype_name, "weight type: f32, bf16 or f16");
+  std::int64_t max_sequence_length = 0;
+  export_cmd->add_option("--max-sequence-length", max_sequence_length,
+                         "set max_position_embeddings (default: the checkpoint's)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& success) {
     return app.exit(success);
   } catch (const CLI::ParseError& error) {
-    return report(lwm::cli::kExitUsage,
-                  std::string(error.what()) + "; run 'lwm-train run --help' to see the options");
+    return report(
+        lwm::cli::kExitUsage,
+        std::string(error.what()) + "; run 'lwm-train --help' to see the commands and options");
   }
 
   struct sigaction action {};
@@ -67,6 +116,24 @@ int main(int argc, char** argv) {
   action.sa_flags = SA_RESETHAND;  // a second Ctrl-C kills at once
   ::sigaction(SIGINT, &action, nullptr);
   try {
+    if (needle->parsed()) {
+      lwm::train::write_needle_data(haystacks, tokenizer_model, out, needle_options,
+                                    [](const lwm::Progress&) { return !g_interrupted.load(); });
+      std::fprintf(stderr, "lwm-train: wrote %lld needle examples to %s\n",
+                   static_cast<long long>(needle_options.examples), out.string().c_str());
+      return lwm::cli::kExitOk;
+    }
+    if (needle_text->parsed()) {
+      lwm::train::write_needle_tokenizer_text(out);
+      return lwm::cli::kExitOk;
+    }
+    if (export_cmd->parsed()) {
+      lwm::train::export_model(checkpoint, tokenizer_model, out, lwm::parse_dtype(dtype_name),
+                               max_sequence_length);
+      std::fprintf(stderr, "lwm-train: exported %s to %s\n", checkpoint.string().c_str(),
+                   out.string().c_str());
+      return lwm::cli::kExitOk;
+    }
     const lwm::train::Recipe recipe = lwm::train::Recipe::load(recipe_path);
     lwm::train::TrainerOptions options;
     options.output_dir = out;

@@ -2,7 +2,9 @@
 // bit-identical resume across stages, cancellation, and models `lwm ask` can load.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "lwm/kv_cache.h"
@@ -71,6 +73,16 @@ TEST(Recipe, ShippedRecipesParse) {
   EXPECT_EQ(paper.stages[0].steps, 1200);
   EXPECT_EQ(paper.stages[5].vision_vocab_size, 8448);
   EXPECT_EQ(paper.stages[5].schedule.kind, ScheduleKind::cosine);
+  // The demo model's recipe grows context and theta over its first stages (each from the
+  // previous one), then returns to short needle stages (resources/demo/README.md).
+  const Recipe demo = Recipe::load(test::source_dir() / "resources/recipes/demo-text.json");
+  ASSERT_GE(demo.stages.size(), 5u);
+  for (std::size_t i = 1; i < 5; ++i) {
+    EXPECT_GE(demo.stages[i].context_length, demo.stages[i - 1].context_length);
+    EXPECT_GE(demo.stages[i].rope_theta, demo.stages[i - 1].rope_theta);
+  }
+  for (std::size_t i = 1; i < demo.stages.size(); ++i) EXPECT_EQ(demo.stages[i].init, "previous");
+  EXPECT_EQ(demo.stages[4].context_length, 1024);
 }
 
 TEST(Recipe, BadRecipesNameTheProblem) {
@@ -171,6 +183,63 @@ TEST(Trainer, LossDropsOnASyntheticCopyTaskWithinSeconds) {
   std::vector<float> logits;
   model->forward(std::vector<std::int32_t>{1, 5, 6, 3}, cache, LogitsFor::last, &logits);
   EXPECT_EQ(logits.size(), 16u);
+}
+
+// Σ cross-entropy of `tokens` (each token predicting the next) from the inference engine's logits,
+// in double.
+double inference_loss(const Model& model, const std::vector<std::int32_t>& tokens) {
+  KVCache cache(model.config(), static_cast<std::int64_t>(tokens.size()));
+  std::vector<float> logits;
+  model.forward(tokens, cache, LogitsFor::all, &logits);
+  const std::size_t vocab = logits.size() / tokens.size();
+  double sum = 0.0;
+  for (std::size_t t = 0; t + 1 < tokens.size(); ++t) {
+    const float* row = logits.data() + t * vocab;
+    double top = row[0], z = 0.0;
+    for (std::size_t v = 0; v < vocab; ++v) top = std::max(top, static_cast<double>(row[v]));
+    for (std::size_t v = 0; v < vocab; ++v) z += std::exp(static_cast<double>(row[v]) - top);
+    sum += top + std::log(z) - row[static_cast<std::size_t>(tokens[t + 1])];
+  }
+  return sum;
+}
+
+TEST(Trainer, ExportedModelComputesTheTrainersLoss) {
+  test::TempDir out;
+  TrainerOptions options;
+  options.output_dir = out / "run";
+  run_recipe(small_recipe(3, 2, 2), options);
+  const auto checkpoint = latest_complete_checkpoint(out / "run");
+  ASSERT_FALSE(checkpoint.empty());
+  std::ofstream(out / "tok.model") << "any bytes: export copies the tokenizer as it is";
+  export_model(checkpoint, out / "tok.model", out / "f32", DType::f32);
+  export_model(checkpoint, out / "tok.model", out / "bf16", DType::bf16, 48);
+  EXPECT_EQ(Model::load(out / "bf16")->config().max_sequence_length, 48);
+  EXPECT_EQ(Model::load(out / "f32")->config().max_sequence_length,
+            TrainableModel::load(checkpoint).config().max_sequence_length);
+  EXPECT_TRUE(std::filesystem::exists(out / "bf16/tokenizer.model"));
+  EXPECT_LT(std::filesystem::file_size(out / "bf16/model.safetensors"),
+            std::filesystem::file_size(out / "f32/model.safetensors") * 6 / 10);
+
+  std::mt19937_64 rng(test::test_seed());
+  std::vector<std::int32_t> tokens(20);
+  for (auto& id : tokens) id = static_cast<std::int32_t>(rng() % 24);
+  Batch batch{.rows = 1, .length = 19};
+  batch.inputs.assign(tokens.begin(), tokens.end() - 1);
+  batch.targets.assign(tokens.begin() + 1, tokens.end());
+  batch.loss_weights.assign(19, 1.0f);
+  const double trainer = TrainableModel::load(checkpoint).loss(batch);
+  EXPECT_NEAR(inference_loss(*Model::load(out / "f32"), tokens), trainer, 1e-4 * trainer);
+  // bf16 rounds every weight (relative error 2^-9); the loss moves by far less than 5 %.
+  EXPECT_NEAR(inference_loss(*Model::load(out / "bf16"), tokens), trainer, 0.05 * trainer);
+
+  EXPECT_EQ(test::capture_error([&] {
+              export_model(checkpoint, out / "tok.model", out / "f32", DType::f32);
+            }).kind(),
+            ErrorKind::invalid_argument);
+  EXPECT_EQ(test::capture_error([&] {
+              export_model(out / "nothing", out / "tok.model", out / "x", DType::f32);
+            }).kind(),
+            ErrorKind::io);
 }
 
 TEST(Trainer, CommandLineRunsStopsAndResumesTheTinyRecipe) {

@@ -419,4 +419,27 @@ StepReport run_recipe(const Recipe& recipe, const TrainerOptions& options) {
   return report;
 }
 
+void export_model(const fs::path& checkpoint, const fs::path& tokenizer_model, const fs::path& out,
+                  DType dtype, std::int64_t max_sequence_length) {
+  if (!fs::is_regular_file(checkpoint / "model.safetensors") ||
+      !fs::is_regular_file(checkpoint / "config.json")) {
+    throw Error(ErrorKind::io, "'" + checkpoint.string() +
+                                   "' is not a checkpoint: it needs model.safetensors and "
+                                   "config.json (use checkpoints/step-N or a stage directory)");
+  }
+  if (!fs::is_regular_file(tokenizer_model)) {
+    throw Error(ErrorKind::io, "tokenizer '" + tokenizer_model.string() + "' does not exist");
+  }
+  if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out))) {
+    throw Error(ErrorKind::invalid_argument,
+                "'" + out.string() + "' already exists; export into a new directory");
+  }
+  TrainableModel model = TrainableModel::load(checkpoint);
+  if (max_sequence_length > 0) model.set_max_sequence_length(max_sequence_length);
+  StagingDirectory staging(out);
+  model.save(staging.path(), dtype);
+  fs::copy_file(tokenizer_model, staging.path() / "tokenizer.model");
+  staging.commit(out);
+}
+
 }  // namespace lwm::train

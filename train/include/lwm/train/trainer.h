@@ -102,6 +102,16 @@ StepReport run_recipe(const Recipe& recipe, const TrainerOptions& options);
 // The newest checkpoint directory under <out>/checkpoints holding its DONE marker, or empty.
 std::filesystem::path latest_complete_checkpoint(const std::filesystem::path& output_dir);
 
+// Turns a checkpoint (`checkpoints/step-N/`, or a stage's model directory) into a model directory
+// for `lwm ask` and Model::load: model.safetensors in `dtype` (bf16 to ship), config.json, and the
+// tokenizer copied in as tokenizer.model. `max_sequence_length` > 0 sets the config's
+// max_position_embeddings (how long a prompt `lwm ask` accepts; RoPE runs past the trained
+// context, with whatever quality it has there). Written whole or not at all; refuses a non-empty
+// `out`. Throws Error(io) naming a missing checkpoint or tokenizer file.
+void export_model(const std::filesystem::path& checkpoint,
+                  const std::filesystem::path& tokenizer_model, const std::filesystem::path& out,
+                  DType dtype, std::int64_t max_sequence_length = 0);
+
 // One optimizer step over the given micro-batches (gradient accumulation: the gradients of the k
 // micro-batch losses are averaged, as optax MultiSteps does), clipping and AdamW at `lr`.
 // Returns (mean micro-batch loss, gradient norm before clipping).

@@ -28,6 +28,7 @@
 #include "lwm/gui/engine.h"
 #include "lwm/gui/main_window.h"
 #include "lwm/gui/session_list_model.h"
+#include "lwm/model_config.h"
 #include "media_pane.h"
 #include "plan_panel.h"
 
@@ -114,7 +115,9 @@ class WindowEndToEnd : public QObject {
     QCOMPARE(window.source().chapters.size(), 4);  // the title heading and three chapters
     QTRY_VERIFY_WITH_TIMEOUT(window.planPanel()->planLabel()->text().contains("Fits"), kTimeoutMs);
     QVERIFY(window.windowTitle().contains(QStringLiteral("demo-model")));
-    QVERIFY2(window.modelLabel()->text().contains(QStringLiteral("context 4096 tokens")),
+    // The status bar shows the context the demo model's own config.json declares.
+    const auto context = lwm::ModelConfig::load(demo.toStdString()).max_sequence_length;
+    QVERIFY2(window.modelLabel()->text().contains(QStringLiteral("context %1 tokens").arg(context)),
              qPrintable(window.modelLabel()->text()));
     QCOMPARE(window.recentFiles().value(0), QFileInfo(book).absoluteFilePath());
 

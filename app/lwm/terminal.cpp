@@ -121,33 +121,6 @@ void ProgressBar::finish() {
   }
 }
 
-std::string format_count(std::int64_t value) {
-  std::string digits = std::to_string(value < 0 ? -value : value);
-  std::string out;
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return value < 0 ? "-" + out : out;
-}
-
-std::string format_bytes(std::int64_t bytes) {
-  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double value = static_cast<double>(bytes);
-  std::size_t unit = 0;
-  while (std::fabs(value) >= 1024.0 && unit + 1 < std::size(kUnits)) {
-    value /= 1024.0;
-    ++unit;
-  }
-  char buffer[32];
-  if (unit == 0) {
-    std::snprintf(buffer, sizeof buffer, "%lld B", static_cast<long long>(bytes));
-  } else {
-    std::snprintf(buffer, sizeof buffer, "%.2f %s", value, kUnits[unit]);
-  }
-  return buffer;
-}
-
 std::string format_duration(double seconds) {
   char buffer[32];
   if (!std::isfinite(seconds) || seconds < 0.0) return "?";

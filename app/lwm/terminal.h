@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "lwm/format.h"  // format_count, format_bytes
 #include "lwm/progress.h"
 
 namespace lwm::cli {
@@ -53,8 +54,6 @@ class ProgressBar {
   std::chrono::steady_clock::time_point last_output_;
 };
 
-std::string format_count(std::int64_t value);  // 1234567 → "1,234,567"
-std::string format_bytes(std::int64_t bytes);  // 1610612736 → "1.50 GiB"
 std::string format_duration(double seconds);   // 75.2 → "1:15", 3.21 → "3.2 s"
 std::string format_rate(double per_second);    // 1234.5 → "1,234", 12.34 → "12.3"
 

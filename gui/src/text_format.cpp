@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "lwm/format.h"
+
 namespace lwm::gui {
 
 QString format_timestamp(double seconds) {
@@ -12,19 +14,7 @@ QString format_timestamp(double seconds) {
   return QStringLiteral("%1:%2").arg(m).arg(s, 2, 10, QChar('0'));
 }
 
-QString format_bytes(qint64 bytes) {
-  if (bytes < 1024) return QStringLiteral("%1 B").arg(bytes);
-  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(bytes);
-  int unit = -1;
-  while (value >= 1024.0 && unit < 3) {
-    value /= 1024.0;
-    ++unit;
-  }
-  return QStringLiteral("%1 %2")
-      .arg(value, 0, 'f', value < 10 ? 2 : 1)
-      .arg(QLatin1String(units[unit]));
-}
+QString format_bytes(qint64 bytes) { return QString::fromStdString(lwm::format_bytes(bytes)); }
 
 QString format_duration(double seconds) {
   if (seconds < 0) return QStringLiteral("unknown");

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "lwm/format.h"
 #include "lwm/model_config.h"
 #include "test_support.h"
 
@@ -487,12 +488,7 @@ TEST_F(CliTest, PlanShowsTokensMemoryAndTimeAndSaysWhatWouldFit) {
   const CommandResult asked =
       run_lwm("ask " + model_arg() + book + " --question 'Who?' --max-tokens 2");
   ASSERT_EQ(asked.exit_code, 0) << asked.output;
-  const std::string plain = std::to_string(source);
-  std::string digits;  // with thousands separators, as lwm prints counts
-  for (std::size_t i = 0; i < plain.size(); ++i) {
-    if (i > 0 && (plain.size() - i) % 3 == 0) digits.push_back(',');
-    digits.push_back(plain[i]);
-  }
+  const std::string digits = lwm::format_count(source);  // as lwm prints counts
   EXPECT_NE(asked.output.find("lwm: " + digits + " prompt tokens before the question"),
             std::string::npos)
       << digits << "\n" << asked.output;

@@ -13,7 +13,9 @@
 
 #include "engine_text.h"
 #include "lwm/book.h"
+#include "lwm/devices.h"
 #include "lwm/error.h"
+#include "lwm/format.h"
 #include "lwm/generation.h"
 #include "lwm/model.h"
 #include "lwm/session.h"
@@ -25,8 +27,22 @@
 namespace lwm::gui {
 namespace fs = std::filesystem;
 
-QStringList available_devices() {
-  return {QStringLiteral("cpu")};
+QList<DeviceChoice> device_choices(QString* gpu_status) {
+  const DeviceList list = list_devices();
+  if (gpu_status) *gpu_status = QString::fromStdString(list.cuda_status);
+  QList<DeviceChoice> choices;
+  for (const DeviceInfo& device : list.devices) {
+    const QString id = QString::fromStdString(device.id());
+    QString label = id;
+    if (device.kind == DeviceKind::cuda)
+      label += QStringLiteral(" (%1)").arg(QString::fromStdString(device.name));
+    if (device.available_bytes >= 0) {
+      label += QStringLiteral(", %1 free")
+                   .arg(QString::fromStdString(format_bytes(device.available_bytes)));
+    }
+    choices.push_back({id, label});
+  }
+  return choices;
 }
 
 void register_engine_types() {
@@ -73,18 +89,10 @@ bool same_source_tokens(const IngestChoices& a, const IngestChoices& b) {
 }
 
 // The devices and cache precision this build can honour; anything else is an error, never a
-// silent substitution.
+// silent substitution. The core names the devices there are (parse_device_list) and those a
+// session cannot run on yet (check_session_devices).
 void check_devices(const IngestChoices& choices) {
-  const QStringList known = available_devices();
-  for (const QString& device : choices.devices.split(',', Qt::SkipEmptyParts)) {
-    if (!known.contains(device.trimmed())) {
-      throw Error(
-          ErrorKind::unsupported,
-          "the device '" + device.trimmed().toStdString() +
-              "' is not available in this build (it lists: " + known.join(", ").toStdString() +
-              "); choose one of those, or build LWM Studio with CUDA for GPUs");
-    }
-  }
+  check_session_devices(parse_device_list(choices.devices.toStdString(), list_devices()));
   if (choices.kv_cache != "auto" && choices.kv_cache != "f32") {
     throw Error(ErrorKind::unsupported,
                 "a " + choices.kv_cache.toStdString() +

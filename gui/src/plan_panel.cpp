@@ -36,11 +36,13 @@ PlanPanel::PlanPanel(QWidget* parent) : QWidget(parent) {
   context_->setAccessibleName(tr("Context in tokens"));
   context_->setToolTip(tr("KV-cache capacity in tokens; auto sizes it to the source"));
   devices_ = new QComboBox;
-  for (const QString& device : available_devices()) devices_->addItem(device, device);
+  QString gpu_status;
+  for (const DeviceChoice& device : device_choices(&gpu_status))
+    devices_->addItem(device.label, device.id);
   devices_->setAccessibleName(tr("Devices"));
-  devices_->setToolTip(
-      tr("Where the model runs. GPUs are listed when this build has CUDA and "
-         "finds them; the engine never falls back to the CPU on its own."));
+  devices_->setToolTip(tr("Where the model runs: the CPU and each GPU with its free memory (%1). "
+                          "The engine never falls back to the CPU on its own.")
+                           .arg(gpu_status));
   kv_cache_ = new QComboBox;
   kv_cache_->addItem(tr("auto"), QStringLiteral("auto"));
   kv_cache_->addItem(tr("f32"), QStringLiteral("f32"));

@@ -36,7 +36,7 @@ SettingsDialog::SettingsDialog(AppSettings& settings, QWidget* parent)
   seed_->setRange(0, 1 << 30);
   seed_->setValue(static_cast<int>(sampling.seed));
   devices_ = new QComboBox;
-  for (const QString& device : available_devices()) devices_->addItem(device, device);
+  for (const DeviceChoice& device : device_choices()) devices_->addItem(device.label, device.id);
   devices_->setCurrentIndex(std::max(0, devices_->findData(settings_.devices())));
   kv_cache_ = new QComboBox;
   for (const char* precision : {"auto", "f32", "bf16", "int8"})

@@ -71,10 +71,17 @@ struct GenerationSettings {
   quint64 seed = 0;
 };
 
-// The devices the engine can run on in this build. The core's CPU backend is always there; CUDA
-// devices are listed only when the core lists them (it does not yet), and a device the user picks
-// that is not listed is an error, never a silent CPU fallback.
-QStringList available_devices();
+// A device the plan panel and the settings offer: its id as the engine reads it ("cpu",
+// "cuda:0") and a label with what it is and the memory it has free.
+struct DeviceChoice {
+  QString id;
+  QString label;
+};
+// Every device the core lists (lwm::list_devices: the CPU, and each CUDA GPU when this build has
+// CUDA and finds one); `gpu_status` gets the core's line about the GPUs ("no CUDA device: ..."),
+// so the window can say why there is none. A device the engine cannot run on is refused by name
+// when planned, never replaced by the CPU.
+QList<DeviceChoice> device_choices(QString* gpu_status = nullptr);
 
 // Registers the types above for queued signals; called once by Engine.
 void register_engine_types();

@@ -1,4 +1,5 @@
 #include "lwm/gui/engine.h"
+#include "lwm/gui/text_format.h"
 
 #include <QElapsedTimer>
 #include <QFileInfo>
@@ -15,7 +16,6 @@
 #include "lwm/book.h"
 #include "lwm/devices.h"
 #include "lwm/error.h"
-#include "lwm/format.h"
 #include "lwm/generation.h"
 #include "lwm/model.h"
 #include "lwm/session.h"
@@ -37,8 +37,7 @@ QList<DeviceChoice> device_choices(QString* gpu_status) {
     if (device.kind == DeviceKind::cuda)
       label += QStringLiteral(" (%1)").arg(QString::fromStdString(device.name));
     if (device.available_bytes >= 0) {
-      label += QStringLiteral(", %1 free")
-                   .arg(QString::fromStdString(format_bytes(device.available_bytes)));
+      label += QStringLiteral(", %1 free").arg(format_bytes(device.available_bytes));
     }
     choices.push_back({id, label});
   }

@@ -80,6 +80,19 @@ class CliTest : public ::testing::Test {
 
   static std::string model_arg() { return "--model " + quoted(model_dir()); }
 
+  // A 4-second 160x120 MP4 test clip (needs the ffmpeg program).
+  static CommandResult write_test_clip(const std::filesystem::path& clip) {
+    return lwm::test::write_lavfi_video(clip, "testsrc2=size=160x120:rate=10", 4,
+                                        "-pix_fmt yuv420p");
+  }
+  // A random tiny vision-language model with a tiny VQGAN in `dir`.
+  static CommandResult make_vision_model(const std::filesystem::path& dir, int seed) {
+    return run_command(lwm_cli() + " make-model --out " + quoted(dir) +
+                       " --preset tiny-vision --vqgan tiny --seed " + std::to_string(seed) +
+                       " --train-tokenizer " + quoted(lwm::test::sample_text_file()) +
+                       " --vocab 512");
+  }
+
  private:
   static TempDir* dir_;
 };
@@ -277,15 +290,12 @@ TEST_F(CliTest, ShowSourcesListsTheTokensOfEachChapter) {
 }
 
 TEST_F(CliTest, AskAboutAVideoMapsFramesToTimes) {
-  if (std::system("ffmpeg -version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no ffmpeg CLI";
+  if (!lwm::test::have_ffmpeg()) GTEST_SKIP() << "no ffmpeg CLI";
   const auto clip = scratch("clip.mp4");
-  ASSERT_EQ(run_command("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x120:rate=10 -t 4 "
-                        "-pix_fmt yuv420p " + quoted(clip)).exit_code, 0);
+  ASSERT_EQ(write_test_clip(clip).exit_code, 0);
   const auto vl = scratch("vision-model");
   const CommandResult made =
-      run_command(lwm_cli() + " make-model --out " + quoted(vl) +
-                  " --preset tiny-vision --vqgan tiny --seed 3 --train-tokenizer " +
-                  quoted(lwm::test::sample_text_file()) + " --vocab 512");
+      make_vision_model(vl, 3);
   ASSERT_EQ(made.exit_code, 0) << made.output;
 
   std::string answer;
@@ -509,16 +519,11 @@ TEST_F(CliTest, PlanShowsTokensMemoryAndTimeAndSaysWhatWouldFit) {
 }
 
 TEST_F(CliTest, PlanAndCachedAskOfAVideo) {
-  if (std::system("ffmpeg -version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no ffmpeg CLI";
+  if (!lwm::test::have_ffmpeg()) GTEST_SKIP() << "no ffmpeg CLI";
   const auto clip = scratch("cached-clip.mp4");
-  ASSERT_EQ(run_command("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x120:rate=10 -t 4 "
-                        "-pix_fmt yuv420p " + quoted(clip)).exit_code, 0);
+  ASSERT_EQ(write_test_clip(clip).exit_code, 0);
   const auto vl = scratch("cached-vision-model");
-  ASSERT_EQ(run_command(lwm_cli() + " make-model --out " + quoted(vl) +
-                        " --preset tiny-vision --vqgan tiny --seed 4 --train-tokenizer " +
-                        quoted(lwm::test::sample_text_file()) + " --vocab 512")
-                .exit_code,
-            0);
+  ASSERT_EQ(make_vision_model(vl, 4).exit_code, 0);
   std::string out;
   const CommandResult planned =
       run_lwm("plan --model " + quoted(vl) + " --video " + quoted(clip) + " --frames 4 --json", &out);
@@ -576,16 +581,11 @@ TEST_F(CliTest, PlanAndCachedAskOfAVideo) {
 }
 
 TEST_F(CliTest, KilledVideoIngestResumesFromTheCachedFrames) {
-  if (std::system("ffmpeg -version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no ffmpeg CLI";
+  if (!lwm::test::have_ffmpeg()) GTEST_SKIP() << "no ffmpeg CLI";
   const auto clip = scratch("killed-clip.mp4");
-  ASSERT_EQ(run_command("ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=160x120:rate=10 -t 4 "
-                        "-pix_fmt yuv420p " + quoted(clip)).exit_code, 0);
+  ASSERT_EQ(write_test_clip(clip).exit_code, 0);
   const auto vl = scratch("killed-vision-model");
-  ASSERT_EQ(run_command(lwm_cli() + " make-model --out " + quoted(vl) +
-                        " --preset tiny-vision --vqgan tiny --seed 6 --train-tokenizer " +
-                        quoted(lwm::test::sample_text_file()) + " --vocab 512")
-                .exit_code,
-            0);
+  ASSERT_EQ(make_vision_model(vl, 6).exit_code, 0);
   const auto cache = scratch("killed-cache");
   const std::string model = vl.string();
   const std::string video = clip.string();
@@ -738,12 +738,10 @@ TEST_F(CliTest, EvalNeedleMultiNeedleAsksAboutSeveral) {
 }
 
 TEST_F(CliTest, EvalNeedleVideoAsksAboutACaptionedFrame) {
-  if (std::system("ffmpeg -version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no ffmpeg CLI";
+  if (!lwm::test::have_ffmpeg()) GTEST_SKIP() << "no ffmpeg CLI";
   const auto vl = scratch("needle-vision-model");
   const CommandResult made =
-      run_command(lwm_cli() + " make-model --out " + quoted(vl) +
-                  " --preset tiny-vision --vqgan tiny --seed 9 --train-tokenizer " +
-                  quoted(lwm::test::sample_text_file()) + " --vocab 512");
+      make_vision_model(vl, 9);
   ASSERT_EQ(made.exit_code, 0) << made.output;
   const auto out = scratch("needle-video");
   std::string table;

@@ -30,11 +30,6 @@ using lwm::FrameSelection;
 
 namespace {
 
-bool have_ffmpeg_cli() {
-  static const bool have = lwm::test::run_command("ffmpeg -hide_banner -version").exit_code == 0;
-  return have;
-}
-
 bool have_encoder(const std::string& name) {
   static std::map<std::string, bool> cache;
   auto it = cache.find(name);
@@ -60,7 +55,7 @@ class VideoTest : public ::testing::Test {
 
   void SetUp() override {
     if (!lwm::video_support_available()) GTEST_SKIP() << "built without FFmpeg";
-    if (!have_ffmpeg_cli())
+    if (!lwm::test::have_ffmpeg())
       GTEST_SKIP() << "the ffmpeg command line is not installed (packaging/install-deps.sh)";
   }
 

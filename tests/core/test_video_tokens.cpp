@@ -19,14 +19,11 @@ namespace {
 
 TEST(VideoTokens, StreamedBatchesEqualOneEncodeAndMapBackToTimes) {
   if (!video_support_available()) GTEST_SKIP() << "built without FFmpeg";
-  if (std::system("ffmpeg -version >/dev/null 2>&1") != 0) GTEST_SKIP() << "no ffmpeg CLI";
+  if (!test::have_ffmpeg()) GTEST_SKIP() << "no ffmpeg CLI";
   test::TempDir dir;
   const auto clip = dir / "clip.mkv";
-  ASSERT_EQ(test::run_command("ffmpeg -loglevel error -f lavfi -i testsrc2=size=96x64:rate=8 -t 3 "
-                              "-c:v ffv1 '" +
-                              clip.string() + "'")
-                .exit_code,
-            0);
+  const auto written = test::write_lavfi_video(clip, "testsrc2=size=96x64:rate=8", 3, "-c:v ffv1");
+  ASSERT_EQ(written.exit_code, 0) << written.output;
   VqganMakerOptions maker;
   maker.config = VqganConfig::preset("tiny");
   maker.seed = test::test_seed();

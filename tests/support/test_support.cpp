@@ -75,4 +75,16 @@ CommandResult run_command(const std::string& command_line) {
   return result;
 }
 
+bool have_ffmpeg() {
+  static const bool have = run_command("ffmpeg -hide_banner -version").exit_code == 0;
+  return have;
+}
+
+CommandResult write_lavfi_video(const std::filesystem::path& path, const std::string& source,
+                                double seconds, const std::string& encoder_arguments) {
+  return run_command("ffmpeg -nostdin -hide_banner -loglevel error -y -f lavfi -i " + source +
+                     " -t " + std::to_string(seconds) + " " + encoder_arguments + " '" +
+                     path.string() + "'");
+}
+
 }  // namespace lwm::test

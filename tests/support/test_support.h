@@ -53,6 +53,14 @@ struct CommandResult {
 };
 CommandResult run_command(const std::string& command_line);
 
+// Whether the ffmpeg program is on PATH: tests that write their videos with it skip without it.
+bool have_ffmpeg();
+// Writes `seconds` of an FFmpeg lavfi source ("testsrc2=size=96x64:rate=8") to `path`, encoded
+// with `encoder_arguments` ("-c:v ffv1" lossless, "-pix_fmt yuv420p" for an MP4's H.264); the
+// result carries ffmpeg's message when it fails.
+CommandResult write_lavfi_video(const std::filesystem::path& path, const std::string& source,
+                                double seconds, const std::string& encoder_arguments);
+
 // Runs `fn` and returns the lwm::Error it throws, failing the test when it throws none, so a
 // test can check the error's kind and message.
 template <typename Fn>

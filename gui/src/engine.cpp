@@ -351,14 +351,18 @@ void EngineWorker::plan(const IngestChoices& choices) {
     const qint64 needed = plan.kv_bytes + plan.weights_bytes;
     plan.fits = needed <= plan.available_bytes;
     if (plan.fits) {
-      plan.verdict =
-          tr("Fits on %1: %2 tokens in a context of %3; KV cache %4 + weights %5 of "
-             "%6 free; prefill about %7.")
-              .arg(plan.devices.join(", "))
-              .arg(plan.source_tokens)
-              .arg(plan.context)
-              .arg(format_bytes(plan.kv_bytes), format_bytes(plan.weights_bytes),
-                   format_bytes(plan.available_bytes), format_duration(plan.estimated_s));
+      // "about" only in front of a real estimate ("prefill under 0.1 s", not "about under").
+      const QString prefill = plan.estimated_s < 0 ? tr("prefill time not known yet")
+                              : plan.estimated_s < 0.05
+                                  ? tr("prefill %1").arg(format_duration(plan.estimated_s))
+                                  : tr("prefill about %1").arg(format_duration(plan.estimated_s));
+      plan.verdict = tr("Fits on %1: %2 tokens in a context of %3; KV cache %4 + weights %5 of "
+                        "%6 free; %7.")
+                         .arg(plan.devices.join(", "))
+                         .arg(plan.source_tokens)
+                         .arg(plan.context)
+                         .arg(format_bytes(plan.kv_bytes), format_bytes(plan.weights_bytes),
+                              format_bytes(plan.available_bytes), prefill);
     } else {
       const qint64 tokens_in_memory =
           s.info.kv_bytes_per_token > 0

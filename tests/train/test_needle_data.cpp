@@ -75,7 +75,9 @@ TEST(NeedleData, OneNeedleAtItsDepthAndLengthsInRange) {
     }
     const auto b = static_cast<double>(t.encode(before).size());
     const auto a = static_cast<double>(t.encode(after).size());
-    EXPECT_LE(b / (a + b), ex.depth + 0.02);
+    // Encoded on its own, `before` may gain one token (the dummy prefix before a leading "."),
+    // which in a window of a few dozen tokens is more than the 2% slack.
+    EXPECT_LE((b - 1.0) / (a + b), ex.depth + 0.02);
     EXPECT_GE(b / (a + b), ex.depth - 40.0 / (a + b));
     EXPECT_EQ(ex.question, "What is the special magic " + ex.city + " number?");
     EXPECT_NE(t.decode(ex.answer_ids).find(ex.number), std::string::npos);

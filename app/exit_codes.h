@@ -30,6 +30,7 @@ inline int exit_code_for(ErrorKind kind) noexcept {
     case ErrorKind::cancelled:
       return kExitCancelled;
     case ErrorKind::communication:  // a device or rank failed under us: not the user's input
+    case ErrorKind::device:
       return kExitInternal;
   }
   return kExitInternal;

@@ -12,6 +12,7 @@ const char* to_string(ErrorKind kind) noexcept {
     case ErrorKind::out_of_memory: return "out of memory";
     case ErrorKind::cancelled: return "cancelled";
     case ErrorKind::communication: return "communication";
+    case ErrorKind::device: return "device";
   }
   return "unknown";
 }

@@ -28,6 +28,8 @@ QString advice(ErrorKind kind) {
       return QObject::tr("Start it again to go on.");
     case ErrorKind::communication:
       return QObject::tr("Check the other devices and try again.");
+    case ErrorKind::device:
+      return QObject::tr("Check the GPU with `lwm devices`, or choose another device.");
     case ErrorKind::invalid_argument:
       return {};
   }

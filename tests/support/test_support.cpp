@@ -1,5 +1,7 @@
 #include "test_support.h"
 
+#include "lwm/devices.h"
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -24,6 +26,14 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+std::string no_cuda_device_reason() {
+  static const std::string reason = [] {
+    const DeviceList list = list_devices();
+    return list.gpus().empty() ? list.cuda_status : std::string();
+  }();
+  return reason;
 }
 
 std::uint64_t test_seed() {

@@ -27,6 +27,18 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// Skips the current test, with the reason the device list gives, when no CUDA device is usable
+// here (no GPU, no driver, or a build without CUDA). GPU tests start with it.
+#define LWM_SKIP_WITHOUT_CUDA_DEVICE()                                                  \
+  do {                                                                                \
+    if (const std::string lwm_no_gpu_ = ::lwm::test::no_cuda_device_reason();         \
+        !lwm_no_gpu_.empty()) {                                                       \
+      GTEST_SKIP() << lwm_no_gpu_;                                                    \
+    }                                                                                 \
+  } while (0)
+// Empty when cuda:0 is usable; otherwise why not.
+std::string no_cuda_device_reason();
+
 // A seed that differs per run (fresh random data every run) unless LWM_TEST_SEED is set; tests
 // print it on failure through SCOPED_TRACE so a failing case can be replayed.
 std::uint64_t test_seed();

@@ -16,6 +16,7 @@ enum class ErrorKind {
   out_of_memory,     // the work does not fit in the memory available
   cancelled,         // a progress callback asked to stop
   communication,     // a peer rank failed, timed out, or disagreed on configuration or operations
+  device,            // a GPU call failed: driver, launch, missing kernel image, hardware fault
 };
 
 class Error : public std::runtime_error {

@@ -1,6 +1,6 @@
-// `lwm convert` and its readers: tux/flax msgpack files and VQGAN pickles written by the real
-// Python libraries (tests/python/tux_fixture.py with msgpack-python, numpy and pickle), converted
-// and loaded; the msgpack writer byte-identical to msgpack-python; and bad inputs (every
+// `lwm convert` and its readers: tux/flax msgpack files, VQGAN pickles and PyTorch checkpoints
+// written by tests/python/tux_fixture.py (msgpack-python, numpy, pickle, zipfile), converted and
+// loaded; the msgpack writer byte-identical to msgpack-python; and bad inputs (every
 // truncation, flipped bytes, lying lengths, forbidden opcodes and globals, wrong shapes, missing
 // tensors).
 #include <gmock/gmock.h>
@@ -219,7 +219,10 @@ INSTANTIATE_TEST_SUITE_P(
                       std::make_tuple(DType::f16, "--layout stacked"),
                       std::make_tuple(DType::bf16, "--form trainstate --chunk 3000"),
                       std::make_tuple(DType::f32, "--form flax --chunk 2000 --layout stacked"),
-                      std::make_tuple(DType::bf16, "--form flax --layout per_layer")));
+                      std::make_tuple(DType::bf16, "--form flax --layout per_layer"),
+                      // param_scan_axis=1, rows straddling chunk boundaries
+                      std::make_tuple(DType::bf16, "--layout stacked_axis1 --chunk 1000"),
+                      std::make_tuple(DType::f32, "--form flax --layout stacked_axis1")));
 
 TEST(Convert, VisionParametersAreKeptAndDescribed) {
   test::TempDir dir;
@@ -255,6 +258,55 @@ TEST(Convert, HuggingFaceDirectoryKeepsItsConventionAndLogits) {
   const auto expected = logits_of(dir / "hf", tokens);
   const auto actual = logits_of(dir / "out", tokens);
   EXPECT_EQ(std::memcmp(actual.data(), expected.data(), actual.size() * sizeof(float)), 0);
+}
+
+// Every tensor of `source` is in `converted` with the same dtype, shape and bytes.
+void expect_same_tensors(const fs::path& source, const fs::path& converted) {
+  const WeightStore expected(source);
+  const WeightStore actual(converted);
+  EXPECT_EQ(actual.names().size(), expected.names().size());
+  for (const auto& name : expected.names()) {
+    SCOPED_TRACE(name);
+    const Tensor want = expected.tensor(name);
+    const Tensor got = actual.tensor(name);
+    ASSERT_EQ(got.dtype(), want.dtype());
+    ASSERT_EQ(got.shape(), want.shape());
+    EXPECT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0);
+  }
+}
+
+// spec §1.6: the released LWM PyTorch repositories hold pytorch_model*.bin (torch.save's zip).
+// Every layout torch and transformers write (one file or sharded with an index, either archive
+// folder name, a plain dict or an OrderedDict state dict, shared storages, a transposed view,
+// bf16 and f32) converts to the same tensors, bit for bit, and so to the same logits.
+TEST(Convert, PyTorchCheckpointsGiveTheSameTensorsAndLogits) {
+  test::TempDir dir;
+  const std::uint64_t seed = test::test_seed();
+  SCOPED_TRACE("LWM_TEST_SEED=" + std::to_string(seed));
+  make_model(dir / "bf16", WeightConvention::hf, DType::bf16, seed);
+  make_model(dir / "f32", WeightConvention::hf, DType::f32, seed + 1);
+  const std::vector<std::int32_t> tokens = {1, 5, 9, 77, 3};
+  const std::pair<const char*, const char*> cases[] = {
+      {"bf16", ""},
+      {"bf16", "--shards 3 --archive archive"},
+      {"bf16", "--state-dict --views"},
+      {"f32", "--shards 2 --views"},
+  };
+  for (const auto& [source, flags] : cases) {
+    SCOPED_TRACE(std::string(source) + " " + flags);
+    const fs::path bin = dir / "bin";
+    const fs::path out = dir / "out";
+    fs::remove_all(bin);
+    fs::remove_all(out);
+    fixture("torch " + q(dir / source) + " " + q(bin) + " " + flags);
+    const ConvertResult result = convert_model(bin, out);
+    EXPECT_EQ(result.source, ConvertSource::hf_directory);
+    expect_same_tensors(dir / source, out);
+    const auto expected = logits_of(dir / source, tokens);
+    const auto actual = logits_of(out, tokens);
+    ASSERT_EQ(actual.size(), expected.size());
+    EXPECT_EQ(std::memcmp(actual.data(), expected.data(), actual.size() * sizeof(float)), 0);
+  }
 }
 
 // spec §3.2: the real VQGAN has 146,244,675 float32 parameters; the §3.7 table must add up.
@@ -479,6 +531,38 @@ std::string pickle_error(const std::string& bytes) {
   return "no error";
 }
 
+// Damaged PyTorch checkpoints: each problem is named, nothing is left behind, nothing crashes.
+TEST(ConvertBadInput, PyTorchCheckpointProblemsAreNamed) {
+  test::TempDir dir;
+  make_model(dir / "hf", WeightConvention::hf, DType::bf16, test::test_seed());
+  const fs::path bin = dir / "bin";
+  const fs::path out = dir / "out";
+  const auto error_of = [&](const std::string& flags) {
+    fs::remove_all(bin);
+    fixture("torch " + q(dir / "hf") + " " + q(bin) + " " + flags);
+    return convert_error(bin, out);
+  };
+  EXPECT_THAT(error_of("--corrupt no-pickle"), HasSubstr("has no data.pkl"));
+  EXPECT_THAT(error_of("--corrupt big-endian"), HasSubstr("'big'-endian"));
+  EXPECT_THAT(error_of("--corrupt missing-storage"),
+              HasSubstr("'pytorch_model/data/1' is missing from the archive"));
+  EXPECT_THAT(error_of("--corrupt short-storage"), HasSubstr("where its pickle says"));
+  EXPECT_THAT(error_of("--corrupt evil-global"), HasSubstr("system' is not allowed"));
+  fs::remove_all(bin);
+  fixture("torch " + q(dir / "hf") + " " + q(bin) + " --shards 3");
+  fs::remove(bin / "pytorch_model-00002-of-00003.bin");
+  EXPECT_THAT(convert_error(bin, out), HasSubstr("a shard is missing or incomplete"));
+
+  // Every truncation of a checkpoint file is a clear error.
+  fs::remove_all(bin);
+  fixture("torch " + q(dir / "hf") + " " + q(bin));
+  const std::string file = read_bytes(bin / "pytorch_model.bin");
+  for (std::size_t cut = 0; cut < file.size(); cut += 1 + cut / 8) {
+    write_bytes(bin / "pytorch_model.bin", file.substr(0, cut));
+    EXPECT_THAT(convert_error(bin, out), HasSubstr("pytorch_model.bin")) << "cut " << cut;
+  }
+}
+
 TEST(PickleBadInput, ForbiddenGlobalsAndOpcodesAreNamed) {
   // {'a': os.system} in protocol 2: GLOBAL 'os system'.
   EXPECT_THAT(pickle_error(std::string("\x80\x02}q\x00X\x01\x00\x00\x00"
@@ -497,6 +581,65 @@ TEST(PickleBadInput, ForbiddenGlobalsAndOpcodesAreNamed) {
                                        "aK\x05s.",
                                        14)),
               HasSubstr("'a' is an int"));
+}
+
+// {'w': tensor of size (2, 3), stride (3, 1)} over a FloatStorage of `numel` elements, as
+// torch.save pickles it (protocol 2).
+std::string torch_pickle(char numel) {
+  return std::string(
+             "\x80\x02}X\x01\x00\x00\x00w"
+             "ctorch._utils\n_rebuild_tensor_v2\n"
+             "((X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
+             "X\x01\x00\x00\x00"
+             "0X\x03\x00\x00\x00"
+             "cpuK",
+             91) +
+         numel +
+         std::string(
+             "tQK\x00K\x02K\x03\x86K\x03K\x01\x86\x89"
+             "ccollections\nOrderedDict\n)RtRs.",
+             46);
+}
+
+TEST(PickleBadInput, TorchTensorsMustLieInsideTheirStorage) {
+  const std::string good = torch_pickle(6);
+  const auto tensors = convert::read_pickled_torch_tensors(as_bytes(good), "p");
+  ASSERT_EQ(tensors.size(), 1u);
+  EXPECT_EQ(tensors[0].name, "w");
+  EXPECT_EQ(tensors[0].dtype, "float32");
+  EXPECT_EQ(tensors[0].shape, (Shape{2, 3}));
+  EXPECT_EQ(tensors[0].storage_key, "0");
+  EXPECT_TRUE(tensors[0].contiguous());
+  try {
+    convert::read_pickled_torch_tensors(as_bytes(torch_pickle(5)), "p");
+    ADD_FAILURE() << "a tensor past the end of its storage was accepted";
+  } catch (const Error& error) {
+    EXPECT_THAT(error.what(), HasSubstr("reaches past its storage '0' of 5 elements"));
+  }
+  // A numpy parameter pickle is not a state dict, and the other way round.
+  EXPECT_THAT(pickle_error(good), HasSubstr("'w' is a torch tensor, expected a dict or an array"));
+}
+
+TEST(PickleBadInput, TorchPickleTruncationsAndFlipsAreErrors) {
+  const fs::path corpus = test::source_dir() / "tests/fuzz/corpus/pickle_reader";
+  for (const char* name : {"torch_dict", "torch_state_dict_views"}) {
+    SCOPED_TRACE(name);
+    const std::string file = read_bytes(corpus / name);
+    ASSERT_FALSE(convert::read_pickled_torch_tensors(as_bytes(file), name).empty());
+    for (std::size_t cut = 0; cut < file.size(); ++cut) {
+      EXPECT_THROW(convert::read_pickled_torch_tensors(as_bytes(file.substr(0, cut)), name), Error)
+          << "cut " << cut;
+    }
+    std::mt19937_64 rng(test::test_seed());
+    for (std::size_t at = 0; at < file.size(); ++at) {
+      std::string bad = file;
+      bad[at] = static_cast<char>(rng());
+      try {
+        convert::read_pickled_torch_tensors(as_bytes(bad), name);  // any outcome but a crash
+      } catch (const Error&) {
+      }
+    }
+  }
 }
 
 TEST(PickleBadInput, EveryTruncationAndFlipIsAnError) {

@@ -3,22 +3,37 @@
 tux   SRC OUT: the tensors of SRC (a safetensors file or a model directory of ours, JAX names) as
       a tux StreamingCheckpointer file (spec §4.1): msgpack.Packer().pack((key, to_bytes(leaf)))
       per leaf, flax's to_bytes layout (ext 1 ndarray, chunked map above --chunk bytes).
-      --layout stacked|per_layer, --form records|trainstate|flax, --vision V adds vte/vision_head.
+      --layout stacked|stacked_axis1|per_layer (stacked_axis1: param_scan_axis=1),
+      --form records|trainstate|flax, --vision V adds vte/vision_head.
+torch SRC OUT: the tensors of SRC (a model directory of ours, Hugging Face names) as Hugging Face's
+      pytorch_model*.bin files (torch.save's zip format, spec §1.6) in the directory OUT, with
+      config.json and tokenizer.model copied and, with --shards N > 1, pytorch_model.bin.index.json.
+      --archive stem|archive names the zip's top folder as recent or as old torch versions do;
+      --state-dict writes an OrderedDict with _metadata (torch.save(model.state_dict())) instead
+      of the plain dict of sharded save_pretrained; --views stores two tensors as views of one
+      shared storage and one as a transposed (non-contiguous) view.
 vqgan OUT REF: a random VQGAN parameter dict (spec §3.7 names) pickled with --protocol, as numpy
       arrays, a FrozenDict-shaped object or JAX-array-shaped objects (--variant); REF gets the same
       tensors as safetensors with '.'-joined names, for comparison.
 
 flax and jax are not installed: the few functions of flax.serialization that matter are written
-here from the spec; their output is what msgpack-python produces for the same objects.
+here from the spec; their output is what msgpack-python produces for the same objects. torch is
+not installed either (several GB): its serialization (torch/serialization.py `_save`: a protocol-2
+pickle with persistent ids for storages, tensors reduced to torch._utils._rebuild_tensor_v2) is
+reproduced with the standard pickle and zipfile modules and stand-in classes of the same names.
 """
 
 import argparse
+import collections
+import io
 import json
 import os
 import pickle
+import shutil
 import struct
 import sys
 import types
+import zipfile
 
 import msgpack
 import numpy as np
@@ -80,14 +95,16 @@ def jax_tree(tensors, layout):
     stacked = {}
     for name in sorted(tensors):
         parts = tuple(name.split("."))
-        if layout == "stacked" and parts[:2] == ("transformer", "h"):
+        if layout.startswith("stacked") and parts[:2] == ("transformer", "h"):
             stacked.setdefault(parts[3:], {})[int(parts[2])] = tensors[name]
         else:
             leaves[parts] = tensors[name]
     for rest, layers in sorted(stacked.items()):
         dtype_name = layers[0][0]
+        # param_scan_axis: 0 stacks layers as [L, ...]; 1 as [in, L, out] (norms [hidden, L]).
+        axis = 1 if layout == "stacked_axis1" else 0
         leaves[("transformer", "h", "scan_decoder") + rest] = (
-            dtype_name, np.stack([layers[i][1] for i in range(len(layers))]))
+            dtype_name, np.stack([layers[i][1] for i in range(len(layers))], axis=axis))
     return leaves
 
 
@@ -255,6 +272,137 @@ def write_vqgan(args):
     save_file(reference, args.reference)
 
 
+class TorchStorage:
+    """A typed storage: `storage_class` is torch's legacy class (BFloat16Storage, ...)."""
+
+    def __init__(self, storage_class, raw, itemsize):
+        self.storage_class = storage_class
+        self.raw = raw
+        self.numel = len(raw) // itemsize
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
+    raise RuntimeError("only pickled here, never loaded")
+
+
+class TorchTensor:
+    """Pickles as torch.Tensor.__reduce_ex__ does for a CPU tensor."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.args = (storage, offset, tuple(size), tuple(stride), False, collections.OrderedDict())
+
+    def __reduce_ex__(self, protocol):
+        return (_rebuild_tensor_v2, self.args)
+
+
+TORCH_STORAGE = {"F32": ("FloatStorage", 4), "F16": ("HalfStorage", 2), "BF16": ("BFloat16Storage", 2)}
+
+
+class Evil:
+    """A pickle that would run a command when loaded by Python's pickle: os.system(...)."""
+
+    def __reduce__(self):
+        return (os.system, ("echo never",))
+
+
+def torch_save(obj, path, archive, corrupt=None):
+    """torch.save(obj, path) with the zip serialization and pickle protocol 2; `corrupt` damages
+    it the way the converter tests need."""
+    keys = {}
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, value):
+            if isinstance(value, TorchStorage):
+                key = keys.setdefault(id(value), (str(len(keys)), value))[0]
+                return ("storage", value.storage_class, key, "cpu", value.numel)
+            return None
+
+    buffer = io.BytesIO()
+    if corrupt == "evil-global":
+        obj = dict(obj)
+        obj["evil"] = Evil()
+    Pickler(buffer, protocol=2).dump(obj)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        if corrupt != "no-pickle":
+            z.writestr(archive + "/data.pkl", buffer.getvalue())
+        z.writestr(archive + "/byteorder", "big" if corrupt == "big-endian" else "little")
+        for key, storage in sorted(keys.values(), key=lambda entry: int(entry[0])):
+            if corrupt == "missing-storage" and key == "1":
+                continue
+            raw = storage.raw[:-2] if corrupt == "short-storage" and key == "1" else storage.raw
+            z.writestr(archive + "/data/" + key, raw)
+        z.writestr(archive + "/version", "3\n")
+        z.writestr(archive + "/.data/serialization_id", "1234567890123456789012345678901234567890")
+
+
+def write_torch(args):
+    storage_classes = {}
+    for tag, (class_name, _) in TORCH_STORAGE.items():
+        storage_classes[tag] = type(class_name, (), {})
+        fake_module("torch", **{class_name: storage_classes[tag]})
+    fake_module("torch._utils", _rebuild_tensor_v2=_rebuild_tensor_v2)
+    header = {}
+    for name in sorted(os.listdir(args.source)):
+        if name.endswith(".safetensors"):
+            with open(os.path.join(args.source, name), "rb") as f:
+                n = struct.unpack("<Q", f.read(8))[0]
+                info = json.loads(f.read(n))
+                data = f.read()
+            for key, entry in info.items():
+                if key != "__metadata__":
+                    begin, end = entry["data_offsets"]
+                    header[key] = (entry["dtype"], entry["shape"], data[begin:end])
+    os.makedirs(args.out, exist_ok=True)
+    for extra in ("config.json", "tokenizer.model"):
+        if os.path.exists(os.path.join(args.source, extra)):
+            shutil.copy(os.path.join(args.source, extra), os.path.join(args.out, extra))
+
+    def tensor(dtype, shape, raw):
+        class_name, itemsize = TORCH_STORAGE[dtype]
+        stride = [1] * len(shape)
+        for i in range(len(shape) - 2, -1, -1):
+            stride[i] = stride[i + 1] * shape[i + 1]
+        return TorchTensor(TorchStorage(storage_classes[dtype], raw, itemsize), 0, shape, stride)
+
+    state = {name: tensor(*value) for name, value in header.items()}
+    if args.views:
+        # q_proj and k_proj of layer 0 as views at offsets of one storage, and v_proj stored
+        # transposed: the saved tensor is a view with stride (1, rows) of its transpose.
+        q, k = "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight"
+        v = "model.layers.0.self_attn.v_proj.weight"
+        (dq, sq, rq), (dk, sk, rk) = header[q], header[k]
+        assert dq == dk
+        class_name, itemsize = TORCH_STORAGE[dq]
+        shared = TorchStorage(storage_classes[dq], b"\0" * (3 * itemsize) + rq + rk, itemsize)
+        state[q] = TorchTensor(shared, 3, sq, [sq[1], 1])
+        state[k] = TorchTensor(shared, 3 + len(rq) // itemsize, sk, [sk[1], 1])
+        dv, sv, rv = header[v]
+        _, itemsize = TORCH_STORAGE[dv]
+        np_type = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}[dv]
+        transposed = np.frombuffer(rv, dtype=np_type).reshape(sv).T.copy().tobytes("C")
+        state[v] = TorchTensor(TorchStorage(storage_classes[dv], transposed, itemsize), 0, sv, [1, sv[0]])
+    names = list(state.keys())
+    shards = [names[i::args.shards] for i in range(args.shards)]
+    weight_map = {}
+    for index, shard in enumerate(shards):
+        if args.shards == 1:
+            file = "pytorch_model.bin"
+        else:
+            file = "pytorch_model-%05d-of-%05d.bin" % (index + 1, args.shards)
+        if args.state_dict:
+            obj = collections.OrderedDict((name, state[name]) for name in shard)
+            obj._metadata = collections.OrderedDict([("", {"version": 1}), ("model", {"version": 1})])
+        else:
+            obj = {name: state[name] for name in shard}
+        archive = os.path.splitext(file)[0] if args.archive == "stem" else "archive"
+        torch_save(obj, os.path.join(args.out, file), archive, args.corrupt if index == 0 else None)
+        for name in shard:
+            weight_map[name] = file
+    if args.shards > 1:
+        with open(os.path.join(args.out, "pytorch_model.bin.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map}, f, indent=2)
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -262,10 +410,19 @@ def main():
     tux.add_argument("source")
     tux.add_argument("out")
     tux.add_argument("--chunk", type=int, default=1 << 30)
-    tux.add_argument("--layout", choices=["stacked", "per_layer"], default="stacked")
+    tux.add_argument("--layout", choices=["stacked", "stacked_axis1", "per_layer"], default="stacked")
     tux.add_argument("--form", choices=["records", "trainstate", "flax"], default="records")
     tux.add_argument("--vision", type=int, default=0)
     tux.add_argument("--seed", type=int, default=0)
+    th = sub.add_parser("torch")
+    th.add_argument("source")
+    th.add_argument("out")
+    th.add_argument("--shards", type=int, default=1)
+    th.add_argument("--archive", choices=["stem", "archive"], default="stem")
+    th.add_argument("--state-dict", action="store_true")
+    th.add_argument("--views", action="store_true")
+    th.add_argument("--corrupt", choices=["no-pickle", "big-endian", "missing-storage", "short-storage",
+                                          "evil-global"])
     vq = sub.add_parser("vqgan")
     vq.add_argument("out")
     vq.add_argument("reference")
@@ -282,6 +439,8 @@ def main():
     args = parser.parse_args()
     if args.command == "tux":
         write_tux(args)
+    elif args.command == "torch":
+        write_torch(args)
     else:
         write_vqgan(args)
 

@@ -8,11 +8,13 @@
 //   - a directory holding one of those (`params`, `streaming_params`, `streaming_train_state`),
 //     whose `tokenizer.model` and `vqgan` are picked up too;
 //   - a VQGAN pickle (§3.8) on its own: the result holds only vqgan.safetensors;
-//   - a Hugging Face LlamaForCausalLM directory with safetensors weights (§1.6).
+//   - a Hugging Face LlamaForCausalLM directory with safetensors weights, or with the
+//     pytorch_model*.bin files (torch.save zips) of LWM's PyTorch releases (§1.6).
 // JAX tensors keep their tree paths joined by '.' and their layout (no re-layout; the model
 // loader runs both conventions). Every tensor's shape is checked against the config and missing
 // or extra tensors are reported before anything is written. Data are streamed from the memory-
-// mapped source into the output, so memory stays bounded whatever the model size; the result is
+// mapped source (or, for PyTorch zips, read one tensor at a time) into the output, so memory stays
+// bounded whatever the model size; the result is
 // built beside the destination and renamed into place, so a failure or a cancel leaves nothing.
 #pragma once
 

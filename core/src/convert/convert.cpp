@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -23,6 +24,7 @@
 #include "msgpack_records.h"
 #include "pickle_reader.h"
 #include "safetensors_format.h"
+#include "torch_checkpoint.h"
 #include "vqgan_params.h"
 #include "weight_names.h"
 
@@ -39,15 +41,19 @@ constexpr const char* kVqganFile = "vqgan.safetensors";
 // File names tux and the Hugging Face LWM-*-Jax repos use (spec §4.2, §4.3).
 constexpr const char* kTuxFileNames[] = {"params", "streaming_params", "streaming_train_state"};
 
-// One tensor to write: its bytes are pieces of a mapped source (or memory it keeps alive).
+// One tensor to write: its bytes are pieces of a mapped source (or memory it keeps alive), or
+// are read by `load` when the tensor is written (sources that are not mapped: PyTorch zips), so
+// only one such tensor is in memory at a time.
 struct OutputTensor {
   std::string name;
   DType dtype = DType::f32;
   Shape shape;
   std::vector<Bytes> pieces;
   bool release_after_write = false;  // pieces are in a private file mapping we may drop pages of
+  std::function<std::vector<unsigned char>()> load;
 
   std::uint64_t nbytes() const {
+    if (load) return static_cast<std::uint64_t>(shape_numel(shape)) * dtype_size(dtype);
     std::uint64_t n = 0;
     for (const auto& p : pieces) n += p.size();
     return n;
@@ -115,7 +121,13 @@ void write_tensor_file(const fs::path& path, const std::vector<const OutputTenso
   AtomicFileWriter writer(path);
   writer.write(safetensors_format::encode_header(path.string(), records, {{"format", "pt"}}));
   for (const auto* t : tensors) {
-    for (const Bytes& piece : t->pieces) {
+    std::vector<unsigned char> loaded;
+    std::vector<Bytes> pieces_of_loaded;
+    if (t->load) {
+      loaded = t->load();
+      pieces_of_loaded = {Bytes(loaded.data(), loaded.size())};
+    }
+    for (const Bytes& piece : t->load ? pieces_of_loaded : t->pieces) {
       for (std::size_t at = 0; at < piece.size(); at += kWriteSlice) {
         const std::size_t n = std::min(kWriteSlice, piece.size() - at);
         writer.write(piece.data() + at, n);
@@ -125,6 +137,46 @@ void write_tensor_file(const fs::path& path, const std::vector<const OutputTenso
     }
   }
   writer.commit();
+}
+
+// pytorch_model.bin or pytorch_model-XXXXX-of-YYYYY.bin files of a Hugging Face directory, in
+// name order.
+std::vector<fs::path> pytorch_checkpoint_files(const fs::path& dir) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with("pytorch_model") && entry.path().extension() == ".bin") {
+      files.push_back(entry.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// pytorch_model.bin.index.json, when there is one, lists every tensor: a missing shard or tensor
+// is named, never converted into a model with a hole in it.
+void check_pytorch_index(const fs::path& dir, const std::vector<OutputTensor>& tensors) {
+  const fs::path index = dir / "pytorch_model.bin.index.json";
+  if (!fs::exists(index)) return;
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(std::ifstream(index));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorKind::file_format, named(index) + " is not valid JSON: " + e.what());
+  }
+  if (!json.contains("weight_map") || !json["weight_map"].is_object()) {
+    throw Error(ErrorKind::file_format, named(index) + " has no \"weight_map\" object");
+  }
+  std::set<std::string> present;
+  for (const auto& t : tensors) present.insert(t.name);
+  for (const auto& [name, file] : json["weight_map"].items()) {
+    if (!present.contains(name) && !name.ends_with(".rotary_emb.inv_freq")) {
+      throw Error(ErrorKind::file_format, named(index) + " lists tensor '" + name + "' in " +
+                                              file.dump() +
+                                              ", which is not in any pytorch_model*.bin of " +
+                                              named(dir) + " (a shard is missing or incomplete)");
+    }
+  }
 }
 
 std::string shard_name(std::size_t index, std::size_t count) {
@@ -249,6 +301,88 @@ const OutputTensor* find_tensor(const std::vector<OutputTensor>& tensors, const 
     if (t.name == name) return &t;
   }
   return nullptr;
+}
+
+// `length` bytes from byte `offset` of the concatenation of `pieces` (whose first bytes are at
+// `starts`), appended to `out` as spans of the pieces: a range may straddle chunk boundaries.
+void append_range(const std::vector<Bytes>& pieces, const std::vector<std::uint64_t>& starts,
+                  std::uint64_t offset, std::uint64_t length, std::vector<Bytes>& out) {
+  auto at = static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), offset) -
+                                     starts.begin() - 1);
+  while (length > 0) {
+    const std::uint64_t within = offset - starts[at];
+    const std::uint64_t n = std::min<std::uint64_t>(length, pieces[at].size() - within);
+    out.push_back(
+        pieces[at].subspan(static_cast<std::size_t>(within), static_cast<std::size_t>(n)));
+    offset += n;
+    length -= n;
+    ++at;
+  }
+}
+
+// spec §1.5: with param_scan_axis=1 the scanned tensors hold the layer on their second axis
+// ([in, L, out]; norms [hidden, L]). The model reads [L, …], so each is re-ordered layer by layer
+// as spans of its source (nothing copied).
+void move_layer_axis_first(OutputTensor& t) {
+  const std::int64_t outer = t.shape[0];
+  const std::int64_t layers = t.shape[1];
+  std::int64_t inner = 1;
+  for (std::size_t d = 2; d < t.shape.size(); ++d) inner *= t.shape[d];
+  const std::uint64_t run = static_cast<std::uint64_t>(inner) * dtype_size(t.dtype);
+  std::vector<std::uint64_t> starts;
+  std::uint64_t total = 0;
+  for (const Bytes& piece : t.pieces) {
+    starts.push_back(total);
+    total += piece.size();
+  }
+  std::vector<Bytes> moved;
+  moved.reserve(static_cast<std::size_t>(outer * layers));
+  for (std::int64_t l = 0; l < layers; ++l) {
+    for (std::int64_t i = 0; i < outer; ++i) {
+      append_range(t.pieces, starts, static_cast<std::uint64_t>(i * layers + l) * run, run, moved);
+    }
+  }
+  t.pieces = std::move(moved);
+  std::swap(t.shape[0], t.shape[1]);
+  // Pages are now read out of order; dropping them after each span would re-read them.
+  t.release_after_write = false;
+}
+
+// Finds the scan axis of a stacked JAX checkpoint from wq ([L, hidden, hidden] or
+// [hidden, L, hidden]) and moves the layer axis of every scanned tensor first when it is 1.
+void normalise_scan_axis(std::vector<OutputTensor>& tensors, const fs::path& file,
+                         std::vector<std::string>& notes) {
+  OutputTensor* wq = nullptr;
+  const OutputTensor* wte = nullptr;
+  for (auto& t : tensors) {
+    if (t.name == weight_names::stacked_layer_matrix(LayerMatrix::wq)) wq = &t;
+    if (t.name == weight_names::token_embedding(WeightConvention::jax)) wte = &t;
+  }
+  if (wq == nullptr || wte == nullptr || wq->shape.size() != 3 || wte->shape.size() != 2) return;
+  const std::int64_t hidden = wte->shape[1];
+  const Shape& s = wq->shape;
+  const bool axis0 = s[1] == hidden && s[2] == hidden;
+  const bool axis1 = s[0] == hidden && s[2] == hidden;
+  if (axis0 && axis1) {
+    notes.push_back(
+        "the scanned tensors have as many layers as hidden units; read them with the "
+        "layer axis first (param_scan_axis=0, what LWM's released checkpoints use)");
+  }
+  if (!axis1 || axis0) return;
+  const std::int64_t layers = s[1];
+  const std::string prefix = "transformer.h.scan_decoder.";
+  for (auto& t : tensors) {
+    if (t.name.rfind(prefix, 0) != 0) continue;
+    if (t.shape.size() < 2 || t.shape[1] != layers) {
+      throw Error(ErrorKind::file_format,
+                  named(file) + ": '" + t.name + "' has shape " + shape_string(t.shape) +
+                      ", but its wq " + shape_string(s) + " says param_scan_axis=1, which puts " +
+                      std::to_string(layers) +
+                      " layers on the second axis of every scanned tensor");
+    }
+    move_layer_axis_first(t);
+  }
+  notes.push_back("param_scan_axis=1: moved the layer axis of the scanned tensors first");
 }
 
 // What the JAX weights say about the config (spec §1.5).
@@ -588,37 +722,52 @@ ConvertResult convert_model(const fs::path& source, const fs::path& destination,
       }
       config.convention = WeightConvention::hf;
       config.convention_known = true;
-      bool has_safetensors = false, has_bin = false;
-      for (const auto& entry : fs::directory_iterator(found.file)) {
-        const std::string name = entry.path().filename().string();
-        has_safetensors = has_safetensors || entry.path().extension() == ".safetensors";
-        has_bin =
-            has_bin || (name.rfind("pytorch_model", 0) == 0 && entry.path().extension() == ".bin");
-      }
-      if (!has_safetensors) {
-        throw Error(
-            ErrorKind::unsupported,
-            "the Hugging Face directory " + named(found.file) +
-                (has_bin ? " has only pytorch_model*.bin weights, which this version cannot read; "
-                           "convert "
-                           "them to safetensors first (e.g. with transformers' save_pretrained)"
-                         : " has no *.safetensors weights"));
-      }
-      hf_store = std::make_unique<WeightStore>(found.file);
+      // Old HF files carry RoPE frequency buffers built with base 10000; theta is in the config.
       std::size_t ignored = 0;
-      for (const auto& name : hf_store->names()) {
-        // Old HF files carry RoPE frequency buffers built with base 10000; theta is in the config.
-        if (name.ends_with(".rotary_emb.inv_freq")) {
-          ++ignored;
-          continue;
+      const auto keep = [&ignored](const std::string& name) {
+        const bool rope_buffer = name.ends_with(".rotary_emb.inv_freq");
+        ignored += rope_buffer ? 1 : 0;
+        return !rope_buffer;
+      };
+      const std::vector<fs::path> bins = pytorch_checkpoint_files(found.file);
+      bool has_safetensors = false;
+      for (const auto& entry : fs::directory_iterator(found.file))
+        has_safetensors = has_safetensors || entry.path().extension() == ".safetensors";
+      if (has_safetensors) {
+        hf_store = std::make_unique<WeightStore>(found.file);
+        for (const auto& name : hf_store->names()) {
+          if (!keep(name)) continue;
+          const Tensor t = hf_store->tensor(name);
+          OutputTensor out;
+          out.name = name;
+          out.dtype = t.dtype();
+          out.shape = t.shape();
+          out.pieces = {Bytes(static_cast<const unsigned char*>(t.raw()), t.nbytes())};
+          tensors.push_back(std::move(out));
         }
-        const Tensor t = hf_store->tensor(name);
-        OutputTensor out;
-        out.name = name;
-        out.dtype = t.dtype();
-        out.shape = t.shape();
-        out.pieces = {Bytes(static_cast<const unsigned char*>(t.raw()), t.nbytes())};
-        tensors.push_back(std::move(out));
+      } else if (!bins.empty()) {
+        // The released LWM PyTorch repositories (spec §1.6): tensors are read from each zip as
+        // they are written, one at a time.
+        for (const fs::path& bin : bins) {
+          auto checkpoint = std::make_shared<const convert::TorchCheckpoint>(bin);
+          for (std::size_t i = 0; i < checkpoint->tensors().size(); ++i) {
+            const convert::PickledTensor& t = checkpoint->tensors()[i];
+            if (!keep(t.name)) continue;
+            OutputTensor out;
+            out.name = t.name;
+            out.dtype = storage_dtype(t.dtype, "tensor '" + t.name + "' of " + named(bin));
+            out.shape = t.shape;
+            out.load = [checkpoint, i] { return checkpoint->read(i); };
+            tensors.push_back(std::move(out));
+          }
+        }
+        check_pytorch_index(found.file, tensors);
+        result.notes.push_back("read " + std::to_string(bins.size()) + " PyTorch checkpoint file" +
+                               (bins.size() == 1 ? "" : "s"));
+      } else {
+        throw Error(ErrorKind::file_format,
+                    "the Hugging Face directory " + named(found.file) +
+                        " has no weights: neither *.safetensors nor pytorch_model*.bin files");
       }
       if (ignored > 0)
         result.notes.push_back("ignored " + std::to_string(ignored) +
@@ -627,6 +776,7 @@ ConvertResult convert_model(const fs::path& source, const fs::path& destination,
     } else {
       model_mapping = map_file(found.file);
       tensors = read_jax_tensors(model_mapping, found.file, result.source, result.notes);
+      normalise_scan_axis(tensors, found.file, result.notes);
       const InferredShapes inferred = infer_jax_shapes(tensors, found.file.string());
       config = base_config(options, &inferred, config_name, result.notes);
       config.convention = WeightConvention::jax;

@@ -32,6 +32,10 @@ struct Value {
     dtype,        // numpy.dtype: `text` = numpy name, `itemsize`, `big_endian`
     array,        // numpy.ndarray: shape, dtype, data (built once BUILD has run for _reconstruct)
     frozen_dict,  // FrozenDict.__new__ awaiting BUILD with {"_dict": ...}
+    storage,      // a torch storage named by a persistent id: `text` = key, `integer` = numel,
+                  // `dtype` and `itemsize` from its storage class
+    tensor,       // torch._utils._rebuild_tensor_v2: `items[0]` = storage, `integer` = offset,
+                  // `shape`, `stride`, `dtype`, `itemsize`
   };
   Kind kind = Kind::none;
   bool flag = false;  // boolean value; array: built
@@ -42,10 +46,12 @@ struct Value {
   std::shared_ptr<const void> owner;  // for bytes decoded from protocol 2's latin-1 text
   std::vector<Value*> items;          // tuple, list
   std::vector<std::pair<Value*, Value*>> entries;  // dict, in insertion order
-  // dtype / array
+  // dtype / array / storage / tensor
   std::size_t itemsize = 0;
   bool big_endian = false;
   Shape shape;
+  std::string dtype;                 // storage, tensor: numpy name of the element type
+  std::vector<std::int64_t> stride;  // tensor, in elements
 };
 
 const char* kind_name(Value::Kind kind) {
@@ -76,12 +82,17 @@ const char* kind_name(Value::Kind kind) {
       return "a numpy array";
     case Value::Kind::frozen_dict:
       return "a FrozenDict";
+    case Value::Kind::storage:
+      return "a torch storage";
+    case Value::Kind::tensor:
+      return "a torch tensor";
   }
   return "?";
 }
 
 // The callables a parameter pickle may name (spec §3.8). Protocol 2 stores bytes as
 // _codecs.encode(latin-1 text) and empty bytes as bytes(), so those two are allowed as well.
+// torch.save's pickles (spec §1.6) name OrderedDict, the tensor rebuilders and storage classes.
 enum class Callable {
   reconstruct,
   ndarray,
@@ -90,8 +101,31 @@ enum class Callable {
   jax_reconstruct_array,
   frozen_dict,
   codecs_encode,
-  bytes
+  bytes,
+  ordered_dict,
+  rebuild_tensor,
+  rebuild_parameter,
+  torch_storage,
 };
+
+// torch's legacy storage classes, which torch.save still names in persistent ids → element type.
+bool torch_storage_type(const std::string& global, std::string& name, std::size_t& itemsize) {
+  static const std::pair<const char*, std::pair<const char*, std::size_t>> table[] = {
+      {"torch.BFloat16Storage", {"bfloat16", 2}}, {"torch.HalfStorage", {"float16", 2}},
+      {"torch.FloatStorage", {"float32", 4}},     {"torch.DoubleStorage", {"float64", 8}},
+      {"torch.LongStorage", {"int64", 8}},        {"torch.IntStorage", {"int32", 4}},
+      {"torch.ShortStorage", {"int16", 2}},       {"torch.CharStorage", {"int8", 1}},
+      {"torch.ByteStorage", {"uint8", 1}},        {"torch.BoolStorage", {"bool", 1}},
+  };
+  for (const auto& [g, entry] : table) {
+    if (global == g) {
+      name = entry.first;
+      itemsize = entry.second;
+      return true;
+    }
+  }
+  return false;
+}
 
 const std::map<std::string, Callable>& allowed_globals() {
   static const std::map<std::string, Callable> table = {
@@ -106,6 +140,19 @@ const std::map<std::string, Callable>& allowed_globals() {
       {"_codecs.encode", Callable::codecs_encode},
       {"builtins.bytes", Callable::bytes},
       {"__builtin__.bytes", Callable::bytes},
+      {"collections.OrderedDict", Callable::ordered_dict},
+      {"torch._utils._rebuild_tensor_v2", Callable::rebuild_tensor},
+      {"torch._utils._rebuild_parameter", Callable::rebuild_parameter},
+      {"torch.BFloat16Storage", Callable::torch_storage},
+      {"torch.HalfStorage", Callable::torch_storage},
+      {"torch.FloatStorage", Callable::torch_storage},
+      {"torch.DoubleStorage", Callable::torch_storage},
+      {"torch.LongStorage", Callable::torch_storage},
+      {"torch.IntStorage", Callable::torch_storage},
+      {"torch.ShortStorage", Callable::torch_storage},
+      {"torch.CharStorage", Callable::torch_storage},
+      {"torch.ByteStorage", Callable::torch_storage},
+      {"torch.BoolStorage", Callable::torch_storage},
   };
   return table;
 }
@@ -210,7 +257,7 @@ class PickleVm {
     const std::string full = module + "." + name;
     if (allowed_globals().count(full) == 0) {
       fail("the global '" + full +
-               "' is not allowed in a parameter file (only numpy arrays, "
+               "' is not allowed in a parameter file (only numpy arrays, torch tensors, "
                "dtypes and dicts can be read)",
            ErrorKind::unsupported);
     }
@@ -299,6 +346,8 @@ class PickleVm {
 
   Value* reduce(Value* callable, Value* args);
   void build(Value* object, Value* state);
+  Value* persistent_load(const Value* pid);
+  Value* rebuild_tensor(const Value* args);
   Value* latin1_bytes(const Value* text);
 
   Bytes data_;
@@ -392,7 +441,20 @@ Value* PickleVm::reduce(Value* callable, Value* args) {
     case Callable::bytes:
       if (!args->items.empty()) fail("bytes(...) with arguments", ErrorKind::unsupported);
       return bytes_value(Bytes());
+    case Callable::ordered_dict:
+      // OrderedDict() (its items follow as SETITEMS); torch's empty backward-hook dicts too.
+      if (!args->items.empty()) fail("OrderedDict(...) with arguments", ErrorKind::unsupported);
+      return make(Value::Kind::dict);
+    case Callable::rebuild_tensor:
+      return rebuild_tensor(args);
+    case Callable::rebuild_parameter: {
+      // _rebuild_parameter(data, requires_grad, backward_hooks): the parameter is its data.
+      if (args->items.empty() || args->items[0]->kind != Value::Kind::tensor)
+        fail("_rebuild_parameter needs a tensor");
+      return args->items[0];
+    }
     case Callable::ndarray:
+    case Callable::torch_storage:
       break;
   }
   fail("REDUCE of '" + callable->text + "' is not supported", ErrorKind::unsupported);
@@ -422,6 +484,16 @@ void PickleVm::build(Value* object, Value* state) {
       }
       return;
     }
+    case Value::Kind::dict: {
+      // A state dict's OrderedDict carries module versions as its `_metadata` attribute; they
+      // say nothing about the tensors.
+      if (state->kind == Value::Kind::dict && state->entries.size() == 1 &&
+          state->entries[0].first->kind == Value::Kind::text &&
+          state->entries[0].first->text == "_metadata") {
+        return;
+      }
+      break;
+    }
     case Value::Kind::frozen_dict: {
       // FrozenDict's state is {"_dict": {...}, "_hash": ...}.
       if (state->kind != Value::Kind::dict) fail("FrozenDict state is not a dict");
@@ -439,6 +511,64 @@ void PickleVm::build(Value* object, Value* state) {
       break;
   }
   fail(std::string("BUILD on ") + kind_name(object->kind), ErrorKind::unsupported);
+}
+
+// torch.save's persistent id of a storage: ('storage', <storage class>, key, location, numel).
+Value* PickleVm::persistent_load(const Value* pid) {
+  const Value* tag = item(pid, 0, Value::Kind::text, "persistent id tag");
+  if (tag->text != "storage" || pid->items.size() != 5) {
+    fail("persistent id '" + tag->text + "' is not a torch storage", ErrorKind::unsupported);
+  }
+  const Value* cls = item(pid, 1, Value::Kind::global, "storage class");
+  Value* storage = make(Value::Kind::storage);
+  if (!torch_storage_type(cls->text, storage->dtype, storage->itemsize)) {
+    fail("storage class '" + cls->text + "' is not supported", ErrorKind::unsupported);
+  }
+  storage->text = item(pid, 2, Value::Kind::text, "storage key")->text;
+  if (storage->text.empty() || storage->text.find('/') != std::string::npos ||
+      storage->text.find("..") != std::string::npos) {
+    fail("storage key '" + storage->text + "' is not a plain name");
+  }
+  storage->integer = item(pid, 4, Value::Kind::integer, "storage size")->integer;
+  if (storage->integer < 0) fail("storage size " + std::to_string(storage->integer));
+  return storage;
+}
+
+// _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, backward_hooks[, metadata]):
+// a strided view of a storage, checked to lie inside it.
+Value* PickleVm::rebuild_tensor(const Value* args) {
+  if (args->items.size() < 6 || args->items.size() > 7)
+    fail("_rebuild_tensor_v2 needs 6 or 7 arguments");
+  const Value* storage = item(args, 0, Value::Kind::storage, "tensor storage");
+  const std::int64_t offset = item(args, 1, Value::Kind::integer, "tensor storage offset")->integer;
+  Value* tensor = make(Value::Kind::tensor);
+  tensor->items = {const_cast<Value*>(storage)};
+  tensor->integer = offset;
+  tensor->shape = shape_of(args->items[2], "tensor size");
+  const Shape stride = shape_of(args->items[3], "tensor stride");
+  if (stride.size() != tensor->shape.size()) {
+    fail("tensor of size " + shape_string(tensor->shape) + " has stride " + shape_string(stride));
+  }
+  tensor->stride.assign(stride.begin(), stride.end());
+  tensor->dtype = storage->dtype;
+  tensor->itemsize = storage->itemsize;
+  // The last element it reaches: offset + Σ (size_i − 1)·stride_i, which must be in the storage.
+  bool empty = false;
+  std::uint64_t last = static_cast<std::uint64_t>(offset);
+  if (offset < 0) fail("tensor storage offset " + std::to_string(offset));
+  for (std::size_t i = 0; i < stride.size(); ++i) {
+    if (tensor->shape[i] == 0) empty = true;
+    const auto reach = static_cast<std::uint64_t>(tensor->shape[i] > 0 ? tensor->shape[i] - 1 : 0);
+    const auto step = static_cast<std::uint64_t>(stride[i]);
+    if (step != 0 && reach > (UINT64_MAX - last) / step) fail("tensor extent overflows");
+    last += reach * step;
+  }
+  if (!empty && last >= static_cast<std::uint64_t>(storage->integer)) {
+    fail("tensor of size " + shape_string(tensor->shape) + ", stride " + shape_string(stride) +
+         " at offset " + std::to_string(offset) + " reaches past its storage '" + storage->text +
+         "' of " + std::to_string(storage->integer) + " elements");
+  }
+  return tensor;
 }
 
 Value* PickleVm::run() {
@@ -605,6 +735,11 @@ Value* PickleVm::run() {
         push(reduce(callable, args));
         break;
       }
+      case 'Q': {  // BINPERSID: torch.save's storages
+        Value* pid = pop();
+        push(persistent_load(pid));
+        break;
+      }
       case 'b': {  // BUILD
         Value* state = pop();
         build(top(), state);
@@ -682,7 +817,63 @@ void flatten(const Value* dict, std::vector<std::string>& path, std::vector<Pick
   }
 }
 
+void flatten_tensors(const Value* dict, const std::string& prefix, std::size_t depth,
+                     std::vector<PickledTensor>& out, const std::string& source) {
+  if (depth > kMaxDepth) {
+    throw Error(ErrorKind::file_format, "pickle '" + source + "': dicts nested more than " +
+                                            std::to_string(kMaxDepth) + " deep (a cycle?)");
+  }
+  for (const auto& [key, value] : dict->entries) {
+    if (key->kind != Value::Kind::text) {
+      throw Error(ErrorKind::file_format,
+                  "pickle '" + source + "': a dict key is " + kind_name(key->kind) + ", not a str");
+    }
+    const std::string name = prefix.empty() ? key->text : prefix + "." + key->text;
+    if (value->kind == Value::Kind::dict) {
+      flatten_tensors(value, name, depth + 1, out, source);
+    } else if (value->kind == Value::Kind::tensor) {
+      const Value* storage = value->items[0];
+      PickledTensor tensor;
+      tensor.name = name;
+      tensor.dtype = value->dtype;
+      tensor.itemsize = value->itemsize;
+      tensor.storage_key = storage->text;
+      tensor.storage_numel = storage->integer;
+      tensor.offset = value->integer;
+      tensor.shape = value->shape;
+      tensor.stride = value->stride;
+      out.push_back(std::move(tensor));
+    } else {
+      throw Error(ErrorKind::unsupported, "pickle '" + source + "': '" + name + "' is " +
+                                              kind_name(value->kind) +
+                                              ", expected a dict or a torch tensor");
+    }
+  }
+}
+
 }  // namespace
+
+bool PickledTensor::contiguous() const {
+  std::int64_t expected = 1;
+  for (std::size_t i = shape.size(); i-- > 0;) {
+    if (shape[i] != 1 && stride[i] != expected) return false;
+    expected *= shape[i];
+  }
+  return true;
+}
+
+std::vector<PickledTensor> read_pickled_torch_tensors(std::span<const unsigned char> data,
+                                                      const std::string& source) {
+  PickleVm vm(data, source);
+  const Value* root = vm.run();
+  if (root->kind != Value::Kind::dict) {
+    throw Error(ErrorKind::file_format, "pickle '" + source + "' holds " + kind_name(root->kind) +
+                                            ", not a state dict of tensors");
+  }
+  std::vector<PickledTensor> out;
+  flatten_tensors(root, "", 0, out, source);
+  return out;
+}
 
 std::string PickledArray::key_string(char separator) const {
   std::string out;

@@ -5,7 +5,6 @@
 #include <libxml/HTMLparser.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
-#include <zip.h>
 
 #include <algorithm>
 #include <cctype>
@@ -20,13 +19,14 @@
 #include <vector>
 
 #include "media/book_readers.h"
+#include "zip_archive.h"
 
 namespace lwm::book_detail {
 namespace {
 
 // Largest document we inflate from the archive: XHTML chapters are kilobytes to a few megabytes;
 // anything past this is a zip bomb or not a book.
-constexpr zip_uint64_t kMaxEntryBytes = zip_uint64_t{256} << 20;
+constexpr std::uint64_t kMaxEntryBytes = std::uint64_t{256} << 20;
 
 constexpr const char* kOpsNamespace = "http://www.idpf.org/2007/ops";
 
@@ -37,90 +37,6 @@ std::string_view as_view(const xmlChar* text) {
 
 // ---------------------------------------------------------------------------------------------
 // The archive
-
-struct ZipCloser {
-  void operator()(zip_t* archive) const { zip_discard(archive); }
-};
-
-class EpubArchive {
- public:
-  EpubArchive(const std::filesystem::path& path, const std::string& bytes) : path_(path) {
-    zip_error_t error;
-    zip_error_init(&error);
-    zip_source_t* source = zip_source_buffer_create(bytes.data(), bytes.size(), 0, &error);
-    if (source == nullptr) fail_zip(error);
-    // No ZIP_CHECKCONS: EPUB writers differ in small ways that do not matter for reading, and a
-    // damaged entry is still caught by its CRC when it is read.
-    archive_.reset(zip_open_from_source(source, ZIP_RDONLY, &error));
-    if (!archive_) {
-      zip_source_free(source);  // not taken over when opening fails
-      fail_zip(error);
-    }
-    zip_error_fini(&error);
-  }
-
-  bool contains(const std::string& name) const {
-    return zip_name_locate(archive_.get(), name.c_str(), 0) >= 0;
-  }
-
-  // The inflated bytes of entry `name`; `what` says what it is, for messages.
-  std::string read(const std::string& name, const std::string& what) const {
-    const zip_int64_t index = zip_name_locate(archive_.get(), name.c_str(), 0);
-    if (index < 0) {
-      fail(ErrorKind::file_format, path_,
-           "is not a complete EPUB: " + what + " '" + name + "' is missing from the archive");
-    }
-    zip_stat_t stat;
-    zip_stat_init(&stat);
-    if (zip_stat_index(archive_.get(), static_cast<zip_uint64_t>(index), 0, &stat) != 0) {
-      fail(ErrorKind::file_format, path_, "has a damaged zip entry '" + name + "'");
-    }
-    if ((stat.valid & ZIP_STAT_SIZE) != 0 && stat.size > kMaxEntryBytes) {
-      fail(ErrorKind::file_format, path_,
-           "has an entry '" + name + "' of " + std::to_string(stat.size) +
-               " bytes inflated, more than an EPUB document can sensibly hold");
-    }
-    zip_file_t* file = zip_fopen_index(archive_.get(), static_cast<zip_uint64_t>(index), 0);
-    if (file == nullptr) {
-      fail(ErrorKind::file_format, path_,
-           "cannot open its zip entry '" + name +
-               "': " + zip_error_strerror(zip_get_error(archive_.get())));
-    }
-    std::string contents;
-    char buffer[1 << 14];
-    while (true) {
-      const zip_int64_t n = zip_fread(file, buffer, sizeof buffer);
-      if (n < 0) {
-        const std::string reason = zip_file_strerror(file);
-        zip_fclose(file);
-        fail(ErrorKind::file_format, path_,
-             "has a damaged zip entry '" + name + "' (" + reason + ")");
-      }
-      if (n == 0) break;
-      contents.append(buffer, static_cast<std::size_t>(n));
-      if (contents.size() > kMaxEntryBytes) {
-        zip_fclose(file);
-        fail(ErrorKind::file_format, path_,
-             "has an entry '" + name + "' that inflates past " + std::to_string(kMaxEntryBytes) +
-                 " bytes");
-      }
-    }
-    zip_fclose(file);
-    return contents;
-  }
-
- private:
-  [[noreturn]] void fail_zip(zip_error_t& error) const {
-    const std::string reason = zip_error_strerror(&error);
-    zip_error_fini(&error);
-    fail(ErrorKind::file_format, path_,
-         "is not a readable zip archive, as an EPUB must be (" + reason +
-             "); the file may be truncated or damaged");
-  }
-
-  std::filesystem::path path_;
-  std::unique_ptr<zip_t, ZipCloser> archive_;
-};
 
 // ---------------------------------------------------------------------------------------------
 // XML documents
@@ -299,14 +215,15 @@ struct Package {
   std::string ncx_id;                            // spine@toc (EPUB 2)
 };
 
-std::string package_name(const EpubArchive& archive, const std::filesystem::path& path) {
+std::string package_name(const ZipArchive& archive, const std::filesystem::path& path) {
   const std::string container_name = "META-INF/container.xml";
   if (!archive.contains(container_name)) {
     fail(ErrorKind::file_format, path,
          "is a zip archive without META-INF/container.xml, so it is not an EPUB");
   }
   const XmlDocument container =
-      parse_xml(path, container_name, archive.read(container_name, "container"), "container file");
+      parse_xml(path, container_name, archive.read(container_name, "container", kMaxEntryBytes),
+                "container file");
   const xmlNode* rootfile = find_element(xmlDocGetRootElement(container.get()), "rootfile");
   const std::string name = rootfile == nullptr ? std::string() : attribute(rootfile, "full-path");
   if (name.empty()) {
@@ -316,11 +233,12 @@ std::string package_name(const EpubArchive& archive, const std::filesystem::path
   return name;
 }
 
-Package read_package(const EpubArchive& archive, const std::filesystem::path& path) {
+Package read_package(const ZipArchive& archive, const std::filesystem::path& path) {
   Package package;
   package.name = package_name(archive, path);
-  const XmlDocument opf = parse_xml(
-      path, package.name, archive.read(package.name, "package document"), "package document");
+  const XmlDocument opf =
+      parse_xml(path, package.name, archive.read(package.name, "package document", kMaxEntryBytes),
+                "package document");
   const std::string base = directory_of(package.name);
   xmlNode* root = xmlDocGetRootElement(opf.get());
   for_each_element(root, [&](xmlNode* element) {
@@ -383,10 +301,10 @@ void read_nav_list(xmlNode* list, const std::string& base, int depth,
 }
 
 // EPUB 3: <nav epub:type="toc"><ol><li><a href="...">Title</a><ol>...</ol></li></ol></nav>.
-std::vector<TocEntry> read_nav(const EpubArchive& archive, const std::filesystem::path& path,
+std::vector<TocEntry> read_nav(const ZipArchive& archive, const std::filesystem::path& path,
                                const std::string& name) {
-  const XmlDocument doc =
-      parse_xml(path, name, archive.read(name, "navigation document"), "navigation document");
+  const XmlDocument doc = parse_xml(
+      path, name, archive.read(name, "navigation document", kMaxEntryBytes), "navigation document");
   xmlNode* toc = nullptr;
   xmlNode* first_nav = nullptr;
   for_each_element(xmlDocGetRootElement(doc.get()), [&](xmlNode* element) {
@@ -421,10 +339,11 @@ void read_nav_points(xmlNode* parent, const std::string& base, int depth,
 }
 
 // EPUB 2: <navMap><navPoint><navLabel><text>Title</text></navLabel><content src="..."/>.
-std::vector<TocEntry> read_ncx(const EpubArchive& archive, const std::filesystem::path& path,
+std::vector<TocEntry> read_ncx(const ZipArchive& archive, const std::filesystem::path& path,
                                const std::string& name) {
   const XmlDocument doc =
-      parse_xml(path, name, archive.read(name, "NCX table of contents"), "NCX table of contents");
+      parse_xml(path, name, archive.read(name, "NCX table of contents", kMaxEntryBytes),
+                "NCX table of contents");
   std::vector<TocEntry> entries;
   if (xmlNode* map = find_element(xmlDocGetRootElement(doc.get()), "navMap")) {
     read_nav_points(map, directory_of(name), 1, entries);
@@ -432,7 +351,7 @@ std::vector<TocEntry> read_ncx(const EpubArchive& archive, const std::filesystem
   return entries;
 }
 
-std::vector<TocEntry> read_table_of_contents(const EpubArchive& archive,
+std::vector<TocEntry> read_table_of_contents(const ZipArchive& archive,
                                              const std::filesystem::path& path,
                                              const Package& package) {
   for (const auto& [id, item] : package.manifest) {
@@ -645,7 +564,7 @@ bool is_xhtml(const ManifestItem& item) {
 Book read_epub_book(const std::filesystem::path& path, const std::string& bytes,
                     const ProgressCallback& progress) {
   const auto started = std::chrono::steady_clock::now();
-  const EpubArchive archive(path, bytes);
+  const ZipArchive archive = ZipArchive::open_bytes(bytes, book_where(path), "EPUB");
   const Package package = read_package(archive, path);
   const std::vector<TocEntry> toc = read_table_of_contents(archive, path, package);
 
@@ -670,7 +589,8 @@ Book read_epub_book(const std::filesystem::path& path, const std::string& bytes,
     }
     if (documents.count(item.name) != 0) continue;  // listed twice: read once
     const XmlDocument doc =
-        parse_xml(path, item.name, archive.read(item.name, "spine document"), "spine document");
+        parse_xml(path, item.name, archive.read(item.name, "spine document", kMaxEntryBytes),
+                  "spine document");
     DocumentText& document = documents[item.name];
     reading_order.push_back(item.name);
     writer.block_break(2);

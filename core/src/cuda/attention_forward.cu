@@ -3,7 +3,7 @@
 // §1.1. Four warps, 16 query rows each; the two products (S = Q·Kᵀ and O += P·V) run on tensor
 // cores through bf16 WMMA fragments with fp32 accumulation, the softmax in fp32 on CUDA cores.
 //
-// Shared memory per block (head_dim 128: ~104 KiB, so two blocks fit on an H100 SM):
+// Shared memory per block (head_dim 128: ~102 KiB, so two blocks fit on an H100 SM):
 //   Q, K, V tiles   bf16 [64][D+8]     (int8 K/V are dequantised to bf16 while loading)
 //   S / P           fp32 [64][68], P written over S as bf16 [64][72] row by row
 //   O accumulator   fp32 [64][D+4]     (WMMA accumulators have no documented row layout, so

@@ -539,7 +539,8 @@ TEST(CudaKvCache, Bf16StoreAndViews) {
 }
 
 // int8 with one scale per (token, kv head): the stated bound |x - q·scale| <= scale/2 with
-// scale = max|x|/127 per row, checked element by element; attention reads the codes directly and
+// scale = max|x|/127 per row (plus 2e-4 relative for the fp32 arithmetic), checked element by
+// element; attention reads the codes directly and
 // matches fp64 over the dequantised values with the bf16 bound, and fp64 over the original
 // values within the propagated bound (value error <= max scale/2; every score moves by at most
 // eps = softmax_scale·Σ|q|·max key scale/2, so weights move by at most a factor e^{±2·eps}).
@@ -586,7 +587,7 @@ TEST(CudaKvCache, Int8QuantisationBoundAndAttention) {
           const auto i = static_cast<std::size_t>(r * d_head + e);
           const float value = static_cast<float>(codes[i]) * scale;
           dequantised[which][i] = value;
-          ASSERT_LE(std::abs(value - original[i]), 0.5 * scale * (1 + 1e-5) + 1e-7) << "row " << r << ", element " << e;
+          ASSERT_LE(std::abs(value - original[i]), 0.5 * scale * (1 + 2e-4) + 1e-7) << "row " << r << ", element " << e;
         }
       }
     }
@@ -607,7 +608,10 @@ TEST(CudaKvCache, Int8QuantisationBoundAndAttention) {
       for (std::int64_t h = 0; h < c.shape.num_heads; ++h) {
         double q_l1 = 0.0;
         for (std::int64_t e = 0; e < d_head; ++e) q_l1 += std::abs(in.q[static_cast<std::size_t>((i * c.shape.num_heads + h) * d_head + e)]);
-        const double eps = softmax_scale * q_l1 * largest_scale[0] / 2.0 * (1 + 1e-3);
+        // Per score: the int8 step, plus (forward) the bf16 rounding of keys up to 127 steps.
+        const double key_error = largest_scale[0] / 2.0 +
+                                 (kernel == Kernel::forward ? 127.0 * largest_scale[0] / 512.0 : 0.0);
+        const double eps = softmax_scale * q_l1 * key_error * (1 + 1e-3);
         for (std::int64_t e = 0; e < d_head; ++e) {
           const auto o = static_cast<std::size_t>((i * c.shape.num_heads + h) * d_head + e);
           const double bound = largest_scale[1] / 2.0 + std::expm1(2.0 * eps) * exact.magnitude[o] * 1.01 +

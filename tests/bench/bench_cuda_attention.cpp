@@ -12,13 +12,13 @@
 //      attention reached in the spec's measurement.
 // FLOP convention (spec header): forward = 4·Nq·Nk·d·H, halved when causal. Median of --repeats
 // runs after two warm-up runs, timed with CUDA events. Without a GPU it says so and exits 1.
-#include <CLI/CLI.hpp>
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -49,11 +49,16 @@ struct Anchor {
 // Spec ring-attention §2.1, FA3 paper Fig. 5c (non-causal) and 5d (causal), d128, TFLOP/s.
 Anchor paper_anchor(std::int64_t n, bool causal) {
   switch (n) {
-    case 512: return causal ? Anchor{191, 315} : Anchor{309, 497};
-    case 2048: return causal ? Anchor{298, 484} : Anchor{362, 617};
-    case 8192: return causal ? Anchor{333, 529} : Anchor{370, 600};
-    case 16384: return causal ? Anchor{335, 539} : Anchor{370, 595};
-    default: return {};
+    case 512:
+      return causal ? Anchor{191, 315} : Anchor{309, 497};
+    case 2048:
+      return causal ? Anchor{298, 484} : Anchor{362, 617};
+    case 8192:
+      return causal ? Anchor{333, 529} : Anchor{370, 600};
+    case 16384:
+      return causal ? Anchor{335, 539} : Anchor{370, 595};
+    default:
+      return {};
   }
 }
 
@@ -77,12 +82,14 @@ constexpr double kHbmMeasuredGBs = 2987.0;  // spec §2.1: single-query attentio
 // repetition does not change the work).
 void fill_random(DeviceBuffer<std::uint16_t>& buffer, std::mt19937_64& rng) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<__nv_bfloat16> pattern(static_cast<std::size_t>(std::min<std::int64_t>(buffer.size(), 1 << 20)));
+  std::vector<__nv_bfloat16> pattern(
+      static_cast<std::size_t>(std::min<std::int64_t>(buffer.size(), 1 << 20)));
   for (auto& x : pattern) x = __float2bfloat16_rn(normal(rng));
   for (std::int64_t at = 0; at < buffer.size(); at += static_cast<std::int64_t>(pattern.size())) {
-    const std::int64_t count = std::min<std::int64_t>(static_cast<std::int64_t>(pattern.size()), buffer.size() - at);
-    LWM_CUDA_CHECK(cudaMemcpy(buffer.data() + at, pattern.data(), static_cast<std::size_t>(count) * 2,
-                              cudaMemcpyHostToDevice));
+    const std::int64_t count =
+        std::min<std::int64_t>(static_cast<std::int64_t>(pattern.size()), buffer.size() - at);
+    LWM_CUDA_CHECK(cudaMemcpy(buffer.data() + at, pattern.data(),
+                              static_cast<std::size_t>(count) * 2, cudaMemcpyHostToDevice));
   }
 }
 
@@ -143,7 +150,8 @@ PrefillRow bench_prefill(std::int64_t n, std::int64_t heads, bool causal, const 
   lwm::cuda::DeviceAttentionOptions options;
   options.causal = causal;
   // The model's layers consume bf16; lse is what a ring would carry.
-  const lwm::cuda::AttentionResult result{nullptr, lse.data(), reinterpret_cast<__nv_bfloat16*>(out.data()), false};
+  const lwm::cuda::AttentionResult result{nullptr, lse.data(),
+                                          reinterpret_cast<__nv_bfloat16*>(out.data()), false};
   const double ms = median_ms(
       [&] {
         lwm::cuda::flash_attention_forward(reinterpret_cast<const __nv_bfloat16*>(q.data()), n, kv,
@@ -163,7 +171,8 @@ struct DecodeRow {
   double gbs;
 };
 
-DecodeRow bench_decode(std::int64_t keys, lwm::KvPrecision precision, int repeats, std::mt19937_64& rng) {
+DecodeRow bench_decode(std::int64_t keys, lwm::KvPrecision precision, int repeats,
+                       std::mt19937_64& rng) {
   const AttentionShape shape{32, 32, 128};
   lwm::ModelConfig config;
   config.num_layers = 1;
@@ -187,7 +196,8 @@ DecodeRow bench_decode(std::int64_t keys, lwm::KvPrecision precision, int repeat
   const lwm::cuda::KvBlock kv = cache->layer(0);
   lwm::cuda::DeviceAttentionOptions options;
   options.query_offset = keys - 1;
-  const lwm::cuda::AttentionResult result{nullptr, lse.data(), reinterpret_cast<__nv_bfloat16*>(out.data()), false};
+  const lwm::cuda::AttentionResult result{nullptr, lse.data(),
+                                          reinterpret_cast<__nv_bfloat16*>(out.data()), false};
   const double ms = median_ms(
       [&] {
         lwm::cuda::flash_attention_decode(reinterpret_cast<const __nv_bfloat16*>(q.data()), 1, kv,
@@ -200,14 +210,17 @@ DecodeRow bench_decode(std::int64_t keys, lwm::KvPrecision precision, int repeat
 }
 
 int run(int argc, char** argv) {
-  CLI::App app{"CUDA attention kernels: prefill TFLOP/s and decode GB/s against the spec's anchors"};
+  CLI::App app{
+      "CUDA attention kernels: prefill TFLOP/s and decode GB/s against the spec's anchors"};
   int repeats = 10;
   bool long_runs = false;
   std::string json_file;
   std::vector<std::int64_t> sequences{512, 1024, 2048, 4096, 8192, 16384};
   std::vector<std::int64_t> decode_keys{32768, 100000, 131072};
-  app.add_option("--repeats", repeats, "timed runs per point (median reported)")->check(CLI::Range(1, 1000));
-  app.add_option("--sequences", sequences, "prefill lengths at 16K tokens per batch")->delimiter(',');
+  app.add_option("--repeats", repeats, "timed runs per point (median reported)")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--sequences", sequences, "prefill lengths at 16K tokens per batch")
+      ->delimiter(',');
   app.add_option("--decode-keys", decode_keys, "decode KV lengths")->delimiter(',');
   app.add_flag("--long", long_runs, "also 64K causal and 32K non-causal at B=1, H=32 (minutes)");
   app.add_option("--json", json_file, "also write the numbers as JSON");
@@ -215,32 +228,46 @@ int run(int argc, char** argv) {
 
   const lwm::DeviceList devices = lwm::list_devices();
   if (devices.gpus().empty()) {
-    std::fprintf(stderr, "bench: this benchmark needs an NVIDIA GPU: %s\n", devices.cuda_status.c_str());
+    std::fprintf(stderr, "bench: this benchmark needs an NVIDIA GPU: %s\n",
+                 devices.cuda_status.c_str());
     return 1;
   }
   const lwm::DeviceInfo& gpu = devices.gpus().front();
-  std::printf("# CUDA attention, %s, %s (%s, sm_%d%d)\n\n", lwm::bench::today().c_str(), gpu.name.c_str(),
-              devices.cuda_status.c_str(), gpu.compute_major, gpu.compute_minor);
+  std::printf("# CUDA attention, %s, %s (%s, sm_%d%d)\n\n", lwm::bench::today().c_str(),
+              gpu.name.c_str(), devices.cuda_status.c_str(), gpu.compute_major, gpu.compute_minor);
   std::mt19937_64 rng(1);
-  nlohmann::json json{{"date", lwm::bench::today()}, {"device", gpu.name}, {"cuda", devices.cuda_status}};
+  nlohmann::json json{
+      {"date", lwm::bench::today()}, {"device", gpu.name}, {"cuda", devices.cuda_status}};
 
-  std::printf("## Prefill forward, d = 128, 16K tokens per batch, 16 heads × batch (FA3 paper setting)\n\n");
-  std::printf("| N | B×H | mask | ms | TFLOP/s | FA2 (ratio) | cuDNN (ratio) |\n|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "## Prefill forward, d = 128, 16K tokens per batch, 16 heads × batch (FA3 paper "
+      "setting)\n\n");
+  std::printf(
+      "| N | B×H | mask | ms | TFLOP/s | FA2 (ratio) | cuDNN (ratio) "
+      "|\n|---|---|---|---|---|---|---|\n");
   for (const std::int64_t n : sequences) {
     for (const bool causal : {false, true}) {
       const PrefillRow row = bench_prefill(n, 16 * std::max<std::int64_t>(1, 16384 / n), causal,
                                            paper_anchor(n, causal), repeats, rng);
       std::printf("| %lld | %lld | %s | %.3f | %.1f | %s | %s |\n", static_cast<long long>(n),
                   static_cast<long long>(row.heads), causal ? "causal" : "full", row.ms, row.tflops,
-                  ratio_text(row.tflops, row.anchor.fa2).c_str(), ratio_text(row.tflops, row.anchor.cudnn).c_str());
+                  ratio_text(row.tflops, row.anchor.fa2).c_str(),
+                  ratio_text(row.tflops, row.anchor.cudnn).c_str());
       std::fflush(stdout);
-      json["prefill_paper"].push_back({{"n", n}, {"heads", row.heads}, {"causal", causal}, {"ms", row.ms},
+      json["prefill_paper"].push_back({{"n", n},
+                                       {"heads", row.heads},
+                                       {"causal", causal},
+                                       {"ms", row.ms},
                                        {"tflops", row.tflops}});
     }
   }
 
-  std::printf("\n## Prefill forward, B = 1, H = 32, d = 128 (torch SDPA measured on H100 for the spec)\n\n");
-  std::printf("| N | mask | ms | TFLOP/s | SDPA-FLASH (ratio) | SDPA-cuDNN (ratio) |\n|---|---|---|---|---|---|\n");
+  std::printf(
+      "\n## Prefill forward, B = 1, H = 32, d = 128 (torch SDPA measured on H100 for the "
+      "spec)\n\n");
+  std::printf(
+      "| N | mask | ms | TFLOP/s | SDPA-FLASH (ratio) | SDPA-cuDNN (ratio) "
+      "|\n|---|---|---|---|---|---|\n");
   std::vector<std::pair<std::int64_t, bool>> points{{4096, true}, {16384, true}, {8192, false}};
   if (long_runs) {
     points.emplace_back(65536, true);
@@ -248,23 +275,31 @@ int run(int argc, char** argv) {
   }
   for (const auto& [n, causal] : points) {
     const PrefillRow row = bench_prefill(n, 32, causal, measured_anchor(n, causal), repeats, rng);
-    std::printf("| %lld | %s | %.3f | %.1f | %s | %s |\n", static_cast<long long>(n), causal ? "causal" : "full",
-                row.ms, row.tflops, ratio_text(row.tflops, row.anchor.fa2).c_str(),
+    std::printf("| %lld | %s | %.3f | %.1f | %s | %s |\n", static_cast<long long>(n),
+                causal ? "causal" : "full", row.ms, row.tflops,
+                ratio_text(row.tflops, row.anchor.fa2).c_str(),
                 ratio_text(row.tflops, row.anchor.cudnn).c_str());
     std::fflush(stdout);
-    json["prefill_b1_h32"].push_back({{"n", n}, {"causal", causal}, {"ms", row.ms}, {"tflops", row.tflops}});
+    json["prefill_b1_h32"].push_back(
+        {{"n", n}, {"causal", causal}, {"ms", row.ms}, {"tflops", row.tflops}});
   }
 
   std::printf("\n## Decode, 1 query, H = 32, d = 128 (K/V bytes read per call)\n\n");
-  std::printf("| keys | KV | splits | ms | GB/s | of 3350 datasheet | of 2987 measured |\n|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| keys | KV | splits | ms | GB/s | of 3350 datasheet | of 2987 measured "
+      "|\n|---|---|---|---|---|---|---|\n");
   for (const std::int64_t keys : decode_keys) {
     for (const lwm::KvPrecision precision : {lwm::KvPrecision::bf16, lwm::KvPrecision::int8}) {
       const DecodeRow row = bench_decode(keys, precision, std::max(repeats, 50), rng);
-      std::printf("| %lld | %s | %lld | %.3f | %.0f | %.0f%% | %.0f%% |\n", static_cast<long long>(keys),
-                  row.precision.c_str(), static_cast<long long>(row.splits), row.ms, row.gbs,
+      std::printf("| %lld | %s | %lld | %.3f | %.0f | %.0f%% | %.0f%% |\n",
+                  static_cast<long long>(keys), row.precision.c_str(),
+                  static_cast<long long>(row.splits), row.ms, row.gbs,
                   100.0 * row.gbs / kHbmDatasheetGBs, 100.0 * row.gbs / kHbmMeasuredGBs);
       std::fflush(stdout);
-      json["decode"].push_back({{"keys", keys}, {"kv", row.precision}, {"splits", row.splits}, {"ms", row.ms},
+      json["decode"].push_back({{"keys", keys},
+                                {"kv", row.precision},
+                                {"splits", row.splits},
+                                {"ms", row.ms},
                                 {"gbs", row.gbs}});
     }
   }

@@ -48,9 +48,9 @@ struct DeviceAttentionOptions {
 // Where the result goes. `out` and `lse` are fp32 (the state a ring carries); `out_bf16`
 // optionally receives the same normalised output rounded once, for the next layer.
 struct AttentionResult {
-  float* out = nullptr;                // [num_queries, num_heads, head_dim]
-  float* lse = nullptr;                // [num_heads, num_queries], natural log
-  __nv_bfloat16* out_bf16 = nullptr;   // optional [num_queries, num_heads, head_dim]
+  float* out = nullptr;               // [num_queries, num_heads, head_dim]
+  float* lse = nullptr;               // [num_heads, num_queries], natural log
+  __nv_bfloat16* out_bf16 = nullptr;  // optional [num_queries, num_heads, head_dim]
   // When true, (out, lse) already hold attention over another key set (lse = -inf for rows that
   // saw nothing) and this call merges its keys into them by log-sum-exp; out and lse required.
   bool merge = false;

@@ -29,17 +29,19 @@ void check_attention_call(const char* what, const __nv_bfloat16* q, std::int64_t
     throw Error(ErrorKind::invalid_argument,
                 name + ": impossible shape (heads " + std::to_string(shape.num_heads) +
                     ", kv heads " + std::to_string(shape.num_kv_heads) + ", head_dim " +
-                    std::to_string(shape.head_dim) + "); heads must be a positive multiple of kv heads");
+                    std::to_string(shape.head_dim) +
+                    "); heads must be a positive multiple of kv heads");
   }
   if (shape.num_heads > 65535) {
-    throw Error(ErrorKind::invalid_argument,
-                name + ": " + std::to_string(shape.num_heads) + " heads exceed the 65535 the grid holds");
+    throw Error(ErrorKind::invalid_argument, name + ": " + std::to_string(shape.num_heads) +
+                                                 " heads exceed the 65535 the grid holds");
   }
   if (!attention_head_dim_supported(shape.head_dim)) {
-    throw Error(ErrorKind::unsupported,
-                name + ": head_dim " + std::to_string(shape.head_dim) +
-                    " has no kernel; the CUDA kernels are built for head_dim 64 and 128 (use the CPU "
-                    "blockwise_attention for other sizes)");
+    throw Error(
+        ErrorKind::unsupported,
+        name + ": head_dim " + std::to_string(shape.head_dim) +
+            " has no kernel; the CUDA kernels are built for head_dim 64 and 128 (use the CPU "
+            "blockwise_attention for other sizes)");
   }
   if (num_queries < 0 || kv.num_keys < 0) {
     throw Error(ErrorKind::invalid_argument, name + ": negative sequence length (queries " +
@@ -78,7 +80,8 @@ void check_attention_call(const char* what, const __nv_bfloat16* q, std::int64_t
   if (!aligned(q, 16) || !aligned(kv.keys, kv_alignment) || !aligned(kv.values, kv_alignment)) {
     throw Error(ErrorKind::invalid_argument,
                 name + ": queries must start on a 16-byte boundary and keys/values on a " +
-                    std::to_string(kv_alignment) + "-byte one (pass whole rows of a cudaMalloc'd buffer)");
+                    std::to_string(kv_alignment) +
+                    "-byte one (pass whole rows of a cudaMalloc'd buffer)");
   }
 }
 

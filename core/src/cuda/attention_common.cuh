@@ -18,7 +18,9 @@ namespace lwm::cuda::attention_detail {
 inline constexpr float kLog2e = 1.4426950408889634f;
 inline constexpr float kLn2 = 0.6931471805599453f;
 
-__device__ __forceinline__ float negative_infinity() { return -INFINITY; }
+__device__ __forceinline__ float negative_infinity() {
+  return -INFINITY;
+}
 
 __device__ __forceinline__ float warp_max(float value) {
 #pragma unroll

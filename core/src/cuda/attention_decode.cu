@@ -40,8 +40,8 @@ struct DecodeParams {
 
 // Merges (m_b, l_b, acc_b) into (m, l, acc): the unnormalised form of §1.1, base 2.
 template <int N>
-__device__ __forceinline__ void merge_state(float& m, float& l, float (&acc)[N], float m_b, float l_b,
-                                            const float (&acc_b)[N]) {
+__device__ __forceinline__ void merge_state(float& m, float& l, float (&acc)[N], float m_b,
+                                            float l_b, const float (&acc_b)[N]) {
   const float top = fmaxf(m, m_b);
   if (top == negative_infinity()) return;  // both empty
   const float a = exp2f(m - top);
@@ -54,7 +54,7 @@ __device__ __forceinline__ void merge_state(float& m, float& l, float (&acc)[N],
 
 template <int D, KvPrecision P, int NQ>
 __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodeParams p) {
-  constexpr int G = D / 8;                  // lanes per K/V row
+  constexpr int G = D / 8;  // lanes per K/V row
   constexpr int kRowsPerWarp = 32 / G;
   constexpr int kRowsPerStep = kRowsPerWarp * kDecodeWarps;
   __shared__ float block_acc[kDecodeWarps][NQ][D];
@@ -95,7 +95,8 @@ __global__ void __launch_bounds__(kDecodeThreads) decode_split_kernel(DecodePara
     }
     if (qq < nq) {
       Raw8<KvPrecision::bf16> raw;
-      raw.load(p.q, nullptr, (qq * p.num_heads + head) * static_cast<std::int64_t>(D) + part * 8, 0);
+      raw.load(p.q, nullptr, (qq * p.num_heads + head) * static_cast<std::int64_t>(D) + part * 8,
+               0);
       raw.to_float(q[qq]);
 #pragma unroll
       for (int e = 0; e < 8; ++e) q[qq][e] *= p.scale_log2;
@@ -277,7 +278,8 @@ std::int64_t decode_key_splits(std::int64_t num_keys, const AttentionShape& shap
   // About four blocks per SM in flight keeps HBM busy; never split below kMinKeysPerSplit keys.
   const std::int64_t heads = std::max<std::int64_t>(1, shape.num_heads);
   const std::int64_t wanted = (4 * static_cast<std::int64_t>(multiprocessors) + heads - 1) / heads;
-  const std::int64_t most = std::max<std::int64_t>(1, (num_keys + kMinKeysPerSplit - 1) / kMinKeysPerSplit);
+  const std::int64_t most =
+      std::max<std::int64_t>(1, (num_keys + kMinKeysPerSplit - 1) / kMinKeysPerSplit);
   return std::clamp<std::int64_t>(wanted, 1, most);
 }
 
@@ -288,8 +290,9 @@ void flash_attention_decode(const __nv_bfloat16* q, std::int64_t num_queries, co
   check_attention_call("decode", q, num_queries, kv, shape, options, result);
   if (num_queries > kMaxDecodeQueries) {
     throw Error(ErrorKind::invalid_argument,
-                "CUDA attention (decode): " + std::to_string(num_queries) + " queries; decode takes at most " +
-                    std::to_string(kMaxDecodeQueries) + " (use flash_attention_forward for more)");
+                "CUDA attention (decode): " + std::to_string(num_queries) +
+                    " queries; decode takes at most " + std::to_string(kMaxDecodeQueries) +
+                    " (use flash_attention_forward for more)");
   }
   if (key_splits < 0 || key_splits > 65535) {
     throw Error(ErrorKind::invalid_argument, "CUDA attention (decode): key_splits " +
@@ -297,7 +300,8 @@ void flash_attention_decode(const __nv_bfloat16* q, std::int64_t num_queries, co
   }
   if (num_queries == 0) return;
   std::int64_t splits = key_splits > 0 ? key_splits : decode_key_splits(kv.num_keys, shape);
-  const std::int64_t keys_per_split = std::max<std::int64_t>(1, (kv.num_keys + splits - 1) / splits);
+  const std::int64_t keys_per_split =
+      std::max<std::int64_t>(1, (kv.num_keys + splits - 1) / splits);
   const int heads = static_cast<int>(shape.num_heads);
   const int d = static_cast<int>(shape.head_dim);
   DeviceBuffer<float> partial_out(splits * num_queries * shape.num_heads * shape.head_dim, stream);
@@ -308,8 +312,8 @@ void flash_attention_decode(const __nv_bfloat16* q, std::int64_t num_queries, co
                             heads,
                             static_cast<int>(shape.num_kv_heads),
                             scale_log2(shape, options),
-                            MaskParams{options.causal, options.query_offset,
-                                       options.query_segments, options.key_segments},
+                            MaskParams{options.causal, options.query_offset, options.query_segments,
+                                       options.key_segments},
                             keys_per_split,
                             partial_out.data(),
                             partial_lse.data()};
@@ -327,10 +331,10 @@ void flash_attention_decode(const __nv_bfloat16* q, std::int64_t num_queries, co
       launch_decode_split<128, KvPrecision::bf16>(params, splits, heads, stream);
     }
   }
-  const DecodeMergeParams merge{partial_out.data(), partial_lse.data(), splits, num_queries,
-                                heads, d, result};
-  decode_merge_kernel<<<dim3(static_cast<unsigned>(num_queries), static_cast<unsigned>(heads)), d, 0,
-                        stream>>>(merge);
+  const DecodeMergeParams merge{
+      partial_out.data(), partial_lse.data(), splits, num_queries, heads, d, result};
+  decode_merge_kernel<<<dim3(static_cast<unsigned>(num_queries), static_cast<unsigned>(heads)), d,
+                        0, stream>>>(merge);
   LWM_CUDA_CHECK_LAUNCH("decode_merge_kernel");
 }
 

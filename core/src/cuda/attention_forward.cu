@@ -30,14 +30,16 @@ constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kWarpRows = kBlockM / kWarps;  // 16: one WMMA row of fragments per warp
 
-constexpr std::size_t round_up(std::size_t bytes) { return (bytes + 127) / 128 * 128; }
+constexpr std::size_t round_up(std::size_t bytes) {
+  return (bytes + 127) / 128 * 128;
+}
 
 template <int D>
 struct ForwardLayout {
-  static constexpr int kQkvLd = D + 8;       // bf16 elements per Q/K/V row
-  static constexpr int kSLd = kBlockN + 4;   // fp32 elements per S row
-  static constexpr int kPLd = kBlockN + 8;   // bf16 elements per P row (over S)
-  static constexpr int kOLd = D + 4;         // fp32 elements per O row
+  static constexpr int kQkvLd = D + 8;      // bf16 elements per Q/K/V row
+  static constexpr int kSLd = kBlockN + 4;  // fp32 elements per S row
+  static constexpr int kPLd = kBlockN + 8;  // bf16 elements per P row (over S)
+  static constexpr int kOLd = D + 4;        // fp32 elements per O row
   static constexpr std::size_t kQBytes = round_up(sizeof(__nv_bfloat16) * kBlockM * kQkvLd);
   static constexpr std::size_t kKvBytes = round_up(sizeof(__nv_bfloat16) * kBlockN * kQkvLd);
   static constexpr std::size_t kSBytes = round_up(sizeof(float) * kBlockM * kSLd);
@@ -197,9 +199,9 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(ForwardParams p
       float p1 = 0.0f;
       float alpha = 1.0f;
       if (m_new != negative_infinity()) {  // else nothing visible yet: the row stays empty
-        p0 = exp2f(s[0] - m_new);         // exp2(-inf) = 0 for masked keys
+        p0 = exp2f(s[0] - m_new);          // exp2(-inf) = 0 for masked keys
         p1 = exp2f(s[1] - m_new);
-        alpha = exp2f(m_old - m_new);     // 0 when the row had seen nothing before
+        alpha = exp2f(m_old - m_new);  // 0 when the row had seen nothing before
       }
       const float tile_sum = warp_sum(p0 + p1);
       __syncwarp();  // every lane has read S row r before P row r overwrites it
@@ -220,7 +222,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(ForwardParams p
     }
     __syncwarp();
     {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> p_frag[kBlockN / 16];
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>
+          p_frag[kBlockN / 16];
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk) {
         wmma::load_matrix_sync(p_frag[kk], wp + kk * 16, L::kPLd);
@@ -249,8 +252,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(ForwardParams p
     const std::int64_t qi = q0 + row;
     if (qi >= nq) break;
     const float sum = row_sum[row];
-    const float lse_new =
-        sum > 0.0f ? (row_max[row] + log2f(sum)) * kLn2 : negative_infinity();
+    const float lse_new = sum > 0.0f ? (row_max[row] + log2f(sum)) * kLn2 : negative_infinity();
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
     MergeWeights w{0.0f, 1.0f, lse_new};
     if (p.result.merge) w = merge_weights(p.result.lse[head * nq + qi], lse_new);

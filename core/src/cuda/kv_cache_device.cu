@@ -14,8 +14,7 @@ constexpr int kRowsPerBlock = 4;  // one warp per row
 // A row of zeros gets scale 0 and codes 0 (dequantises exactly).
 __global__ void quantize_rows_kernel(const __nv_bfloat16* input, std::int64_t rows, int width,
                                      std::int8_t* output, float* scales) {
-  const std::int64_t row =
-      static_cast<std::int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   const int lane = static_cast<int>(threadIdx.x) % 32;
   if (row >= rows) return;  // the whole warp leaves together
   const __nv_bfloat16* in = input + row * width;
@@ -59,8 +58,8 @@ DeviceKvCache::DeviceKvCache(const ModelConfig& config, std::int64_t capacity,
       precision_(precision),
       element_bytes_(precision == KvPrecision::int8 ? 1 : 2) {
   if (precision != KvPrecision::bf16 && precision != KvPrecision::int8) {
-    throw Error(ErrorKind::unsupported, std::string("a GPU KV cache is bf16 or int8, not ") +
-                                            to_string(precision));
+    throw Error(ErrorKind::unsupported,
+                std::string("a GPU KV cache is bf16 or int8, not ") + to_string(precision));
   }
   if (capacity <= 0 || num_layers_ <= 0 || num_kv_heads_ <= 0 || head_dim_ <= 0) {
     throw Error(ErrorKind::invalid_argument,
@@ -77,8 +76,8 @@ DeviceKvCache::DeviceKvCache(const ModelConfig& config, std::int64_t capacity,
     LWM_CUDA_CHECK(cudaGetDevice(&device));
     throw Error(ErrorKind::out_of_memory,
                 "a " + std::string(to_string(precision)) + " KV cache for " +
-                    std::to_string(capacity) + " tokens needs " + gib_text(needed) + " but cuda:" +
-                    std::to_string(device) + " has " +
+                    std::to_string(capacity) + " tokens needs " + gib_text(needed) +
+                    " but cuda:" + std::to_string(device) + " has " +
                     gib_text(static_cast<std::int64_t>(free_bytes)) +
                     " free; use a shorter context, an int8 KV cache or more GPUs");
   }
@@ -104,9 +103,10 @@ void DeviceKvCache::store(std::int64_t layer, const __nv_bfloat16* keys,
                           const __nv_bfloat16* values, std::int64_t n, cudaStream_t stream) {
   check_layer(layer);
   if (n < 0 || size_ + n > capacity_) {
-    throw Error(ErrorKind::invalid_argument,
-                "GPU KV cache: storing " + std::to_string(n) + " tokens after " +
-                    std::to_string(size_) + " exceeds the capacity of " + std::to_string(capacity_));
+    throw Error(ErrorKind::invalid_argument, "GPU KV cache: storing " + std::to_string(n) +
+                                                 " tokens after " + std::to_string(size_) +
+                                                 " exceeds the capacity of " +
+                                                 std::to_string(capacity_));
   }
   if (n == 0) return;
   const std::int64_t row_elements = num_kv_heads_ * head_dim_;
@@ -129,7 +129,8 @@ void DeviceKvCache::store(std::int64_t layer, const __nv_bfloat16* keys,
 void DeviceKvCache::advance(std::int64_t n) {
   if (n < 0 || size_ + n > capacity_) {
     throw Error(ErrorKind::invalid_argument, "GPU KV cache: advancing by " + std::to_string(n) +
-                                                 " past the capacity of " + std::to_string(capacity_));
+                                                 " past the capacity of " +
+                                                 std::to_string(capacity_));
   }
   size_ += n;
 }
@@ -146,9 +147,9 @@ void DeviceKvCache::truncate(std::int64_t size) {
 KvBlock DeviceKvCache::layer(std::int64_t layer, std::int64_t begin, std::int64_t end) const {
   check_layer(layer);
   if (begin < 0 || begin > end || end > size_) {
-    throw Error(ErrorKind::invalid_argument,
-                "GPU KV cache: tokens [" + std::to_string(begin) + ", " + std::to_string(end) +
-                    ") outside the " + std::to_string(size_) + " stored");
+    throw Error(ErrorKind::invalid_argument, "GPU KV cache: tokens [" + std::to_string(begin) +
+                                                 ", " + std::to_string(end) + ") outside the " +
+                                                 std::to_string(size_) + " stored");
   }
   const std::int64_t row_elements = num_kv_heads_ * head_dim_;
   const std::int64_t key_slab = 2 * layer * capacity_;
@@ -165,6 +166,8 @@ KvBlock DeviceKvCache::layer(std::int64_t layer, std::int64_t begin, std::int64_
   return block;
 }
 
-KvBlock DeviceKvCache::layer(std::int64_t layer) const { return this->layer(layer, 0, size_); }
+KvBlock DeviceKvCache::layer(std::int64_t layer) const {
+  return this->layer(layer, 0, size_);
+}
 
 }  // namespace lwm::cuda

@@ -36,8 +36,8 @@ class DeviceKvCache {
   // max|x| / 127, q = round(x / scale), so |x - q·scale| <= scale / 2).
   void store(std::int64_t layer, const __nv_bfloat16* keys, const __nv_bfloat16* values,
              std::int64_t n, cudaStream_t stream);
-  void advance(std::int64_t n);          // after every layer has stored the n tokens
-  void truncate(std::int64_t size);      // forget tokens from `size` on
+  void advance(std::int64_t n);      // after every layer has stored the n tokens
+  void truncate(std::int64_t size);  // forget tokens from `size` on
 
   // Tokens [begin, end) of one layer as the attention kernels read them.
   KvBlock layer(std::int64_t layer, std::int64_t begin, std::int64_t end) const;

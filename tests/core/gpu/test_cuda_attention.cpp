@@ -79,7 +79,9 @@ struct Case {
            std::to_string(shape.num_heads) + "/" + std::to_string(shape.num_kv_heads) + ", d " +
            std::to_string(shape.head_dim) + (causal ? ", causal" : ", full") + ", offset " +
            std::to_string(offset) +
-           (segments == Segments::none ? "" : segments == Segments::monotone ? ", segments" : ", random segments");
+           (segments == Segments::none       ? ""
+            : segments == Segments::monotone ? ", segments"
+                                             : ", random segments");
   }
 };
 
@@ -92,13 +94,17 @@ struct Inputs {
 Inputs make_inputs(const Case& c, std::mt19937_64& rng) {
   const auto& s = c.shape;
   Inputs in;
-  in.q = round_bf16(lwm::test::random_normal(static_cast<std::size_t>(c.nq * s.num_heads * s.head_dim), rng));
-  in.k = round_bf16(lwm::test::random_normal(static_cast<std::size_t>(c.nk * s.num_kv_heads * s.head_dim), rng));
-  in.v = round_bf16(lwm::test::random_normal(static_cast<std::size_t>(c.nk * s.num_kv_heads * s.head_dim), rng));
+  in.q = round_bf16(
+      lwm::test::random_normal(static_cast<std::size_t>(c.nq * s.num_heads * s.head_dim), rng));
+  in.k = round_bf16(
+      lwm::test::random_normal(static_cast<std::size_t>(c.nk * s.num_kv_heads * s.head_dim), rng));
+  in.v = round_bf16(
+      lwm::test::random_normal(static_cast<std::size_t>(c.nk * s.num_kv_heads * s.head_dim), rng));
   if (c.segments == Segments::monotone) {
     const std::int64_t length = std::uniform_int_distribution<std::int64_t>(3, 40)(rng);
     auto id = [&](std::int64_t position) {
-      return static_cast<std::int32_t>(position >= 0 ? position / length : -((-position + length - 1) / length));
+      return static_cast<std::int32_t>(position >= 0 ? position / length
+                                                     : -((-position + length - 1) / length));
     };
     for (std::int64_t i = 0; i < c.nq; ++i) in.q_segments.push_back(id(c.offset + i));
     for (std::int64_t j = 0; j < c.nk; ++j) in.k_segments.push_back(id(j));
@@ -134,7 +140,9 @@ Reference reference_attention(const std::vector<float>& q, const std::vector<flo
         double& score = scores[static_cast<std::size_t>(j)];
         score = -kInf;
         if (c.causal && j > c.offset + i) continue;
-        if (!in.q_segments.empty() && in.q_segments[static_cast<std::size_t>(i)] != in.k_segments[static_cast<std::size_t>(j)]) continue;
+        if (!in.q_segments.empty() && in.q_segments[static_cast<std::size_t>(i)] !=
+                                          in.k_segments[static_cast<std::size_t>(j)])
+          continue;
         double dot = 0.0;
         for (std::int64_t e = 0; e < d; ++e) {
           dot += static_cast<double>(q[static_cast<std::size_t>((i * s.num_heads + h) * d + e)]) *
@@ -202,7 +210,8 @@ struct DeviceInputs {
   }
 };
 
-DeviceAttentionOptions device_options(const Case& c, const DeviceInputs& d, std::int64_t key_begin = 0) {
+DeviceAttentionOptions device_options(const Case& c, const DeviceInputs& d,
+                                      std::int64_t key_begin = 0) {
   DeviceAttentionOptions o;
   o.causal = c.causal;
   o.query_offset = c.offset - key_begin;
@@ -224,7 +233,8 @@ struct DeviceState {
         lse(c.nq * c.shape.num_heads, nullptr),
         out_bf16(c.nq * c.shape.num_heads * c.shape.head_dim, nullptr) {}
   AttentionResult result(bool merge) {
-    return AttentionResult{out.data(), lse.data(), reinterpret_cast<__nv_bfloat16*>(out_bf16.data()), merge};
+    return AttentionResult{out.data(), lse.data(),
+                           reinterpret_cast<__nv_bfloat16*>(out_bf16.data()), merge};
   }
   GpuResult download() const {
     GpuResult g;
@@ -252,8 +262,8 @@ GpuResult run_case(Kernel kernel, const Case& c, const Inputs& in, std::int64_t 
   DeviceInputs d(in);
   DeviceState state(c);
   const std::int64_t row = c.shape.num_kv_heads * c.shape.head_dim;
-  run_kernel(kernel, c, d.queries(), d.block(0, c.nk, row), device_options(c, d), state.result(false),
-             splits);
+  run_kernel(kernel, c, d.queries(), d.block(0, c.nk, row), device_options(c, d),
+             state.result(false), splits);
   return state.download();
 }
 
@@ -269,7 +279,8 @@ void expect_close(const GpuResult& g, const Reference& r, const std::string& wha
     const double error = std::abs(g.out[i] - r.out[i]);
     worst = std::max(worst, error / bound);
     if (error > bound && ++bad <= 3) {
-      ADD_FAILURE() << "out[" << i << "] = " << g.out[i] << ", reference " << r.out[i] << ", bound " << bound;
+      ADD_FAILURE() << "out[" << i << "] = " << g.out[i] << ", reference " << r.out[i] << ", bound "
+                    << bound;
     }
     // The bf16 copy is the fp32 result rounded once.
     if (!g.out_bf16.empty()) {
@@ -279,7 +290,8 @@ void expect_close(const GpuResult& g, const Reference& r, const std::string& wha
   EXPECT_EQ(bad, 0u) << "elements outside the bound; worst error/bound " << worst;
   for (std::size_t i = 0; i < r.lse.size(); ++i) {
     if (r.lse[i] == -kInf) {
-      EXPECT_EQ(g.lse[i], -std::numeric_limits<float>::infinity()) << "lse[" << i << "] of a masked row";
+      EXPECT_EQ(g.lse[i], -std::numeric_limits<float>::infinity())
+          << "lse[" << i << "] of a masked row";
       continue;
     }
     EXPECT_NEAR(g.lse[i], r.lse[i], 1e-4 + 1e-5 * std::abs(r.lse[i])) << "lse[" << i << "]";
@@ -308,8 +320,8 @@ lwm::AttentionOptions cpu_options(const Case& c, const Inputs& in) {
 void expect_matches_cpu(const GpuResult& g, const Reference& r, const Case& c, const Inputs& in) {
   std::vector<float> out(static_cast<std::size_t>(c.nq * c.shape.num_heads * c.shape.head_dim));
   std::vector<float> lse(static_cast<std::size_t>(c.nq * c.shape.num_heads));
-  lwm::blockwise_attention(in.q.data(), in.k.data(), in.v.data(), c.nq, c.nk, c.shape, cpu_options(c, in),
-                           out.data(), lse.data());
+  lwm::blockwise_attention(in.q.data(), in.k.data(), in.v.data(), c.nq, c.nk, c.shape,
+                           cpu_options(c, in), out.data(), lse.data());
   std::size_t bad = 0;
   for (std::size_t i = 0; i < out.size(); ++i) {
     if (std::abs(g.out[i] - out[i]) > r.magnitude[i] / 256.0 + 2e-5 && ++bad <= 3) {
@@ -533,9 +545,12 @@ TEST(CudaKvCache, Bf16StoreAndViews) {
   EXPECT_EQ(a.lse, b.lse);
   cache.truncate(10);
   EXPECT_EQ(cache.layer(2).num_keys, 10);
-  EXPECT_EQ(lwm::test::capture_error([&] { (void)cache.layer(0, 0, 11); }).kind(), ErrorKind::invalid_argument);
-  EXPECT_EQ(lwm::test::capture_error([&] { cache.store(3, k, v, 1, nullptr); }).kind(), ErrorKind::invalid_argument);
-  EXPECT_EQ(lwm::test::capture_error([&] { cache.store(0, k, v, 1191, nullptr); }).kind(), ErrorKind::invalid_argument);
+  EXPECT_EQ(lwm::test::capture_error([&] { (void)cache.layer(0, 0, 11); }).kind(),
+            ErrorKind::invalid_argument);
+  EXPECT_EQ(lwm::test::capture_error([&] { cache.store(3, k, v, 1, nullptr); }).kind(),
+            ErrorKind::invalid_argument);
+  EXPECT_EQ(lwm::test::capture_error([&] { cache.store(0, k, v, 1191, nullptr); }).kind(),
+            ErrorKind::invalid_argument);
 }
 
 // int8 with one scale per (token, kv head): the stated bound |x - q·scale| <= scale/2 with
@@ -573,13 +588,15 @@ TEST(CudaKvCache, Int8QuantisationBoundAndAttention) {
     std::vector<float> dequantised[2];
     double largest_scale[2] = {0.0, 0.0};
     for (int which = 0; which < 2; ++which) {
-      const auto codes = download<std::int8_t>(which == 0 ? block.keys : block.values, rows * d_head);
+      const auto codes =
+          download<std::int8_t>(which == 0 ? block.keys : block.values, rows * d_head);
       const auto scales = download<float>(which == 0 ? block.key_scales : block.value_scales, rows);
       const std::vector<float>& original = which == 0 ? in.k : in.v;
       dequantised[which].resize(original.size());
       for (std::int64_t r = 0; r < rows; ++r) {
         float absmax = 0.0f;
-        for (std::int64_t e = 0; e < d_head; ++e) absmax = std::max(absmax, std::abs(original[static_cast<std::size_t>(r * d_head + e)]));
+        for (std::int64_t e = 0; e < d_head; ++e)
+          absmax = std::max(absmax, std::abs(original[static_cast<std::size_t>(r * d_head + e)]));
         const float scale = scales[static_cast<std::size_t>(r)];
         ASSERT_FLOAT_EQ(scale, absmax / 127.0f) << "row " << r;
         largest_scale[which] = std::max(largest_scale[which], static_cast<double>(scale));
@@ -587,13 +604,16 @@ TEST(CudaKvCache, Int8QuantisationBoundAndAttention) {
           const auto i = static_cast<std::size_t>(r * d_head + e);
           const float value = static_cast<float>(codes[i]) * scale;
           dequantised[which][i] = value;
-          ASSERT_LE(std::abs(value - original[i]), 0.5 * scale * (1 + 2e-4) + 1e-7) << "row " << r << ", element " << e;
+          ASSERT_LE(std::abs(value - original[i]), 0.5 * scale * (1 + 2e-4) + 1e-7)
+              << "row " << r << ", element " << e;
         }
       }
     }
     // The forward kernel rounds dequantised K/V to bf16 for the tensor cores; decode keeps fp32.
-    const std::vector<float> kernel_k = kernel == Kernel::forward ? round_bf16(dequantised[0]) : dequantised[0];
-    const std::vector<float> kernel_v = kernel == Kernel::forward ? round_bf16(dequantised[1]) : dequantised[1];
+    const std::vector<float> kernel_k =
+        kernel == Kernel::forward ? round_bf16(dequantised[0]) : dequantised[0];
+    const std::vector<float> kernel_v =
+        kernel == Kernel::forward ? round_bf16(dequantised[1]) : dequantised[1];
     DeviceState state(c);
     run_kernel(kernel, c, d.queries(), block, device_options(c, d), state.result(false));
     const GpuResult g = state.download();
@@ -607,14 +627,18 @@ TEST(CudaKvCache, Int8QuantisationBoundAndAttention) {
     for (std::int64_t i = 0; i < c.nq; ++i) {
       for (std::int64_t h = 0; h < c.shape.num_heads; ++h) {
         double q_l1 = 0.0;
-        for (std::int64_t e = 0; e < d_head; ++e) q_l1 += std::abs(in.q[static_cast<std::size_t>((i * c.shape.num_heads + h) * d_head + e)]);
+        for (std::int64_t e = 0; e < d_head; ++e)
+          q_l1 +=
+              std::abs(in.q[static_cast<std::size_t>((i * c.shape.num_heads + h) * d_head + e)]);
         // Per score: the int8 step, plus (forward) the bf16 rounding of keys up to 127 steps.
-        const double key_error = largest_scale[0] / 2.0 +
-                                 (kernel == Kernel::forward ? 127.0 * largest_scale[0] / 512.0 : 0.0);
+        const double key_error =
+            largest_scale[0] / 2.0 +
+            (kernel == Kernel::forward ? 127.0 * largest_scale[0] / 512.0 : 0.0);
         const double eps = softmax_scale * q_l1 * key_error * (1 + 1e-3);
         for (std::int64_t e = 0; e < d_head; ++e) {
           const auto o = static_cast<std::size_t>((i * c.shape.num_heads + h) * d_head + e);
-          const double bound = largest_scale[1] / 2.0 + std::expm1(2.0 * eps) * exact.magnitude[o] * 1.01 +
+          const double bound = largest_scale[1] / 2.0 +
+                               std::expm1(2.0 * eps) * exact.magnitude[o] * 1.01 +
                                (exact.magnitude[o] + largest_scale[1]) / 128.0 + 1e-5;
           const double error = std::abs(g.out[o] - exact.out[o]);
           worst = std::max(worst, error / bound);
@@ -647,7 +671,8 @@ TEST(CudaAttention, BadArgumentsThrowBeforeTouchingTheDevice) {
         [&] { lwm::cuda::flash_attention_forward(q, nq, block, shape, o, r, nullptr); });
   };
   auto decode_error = [&](std::int64_t nq, const KvBlock& block, const AttentionShape& shape,
-                          const DeviceAttentionOptions& o, const AttentionResult& r, std::int64_t splits) {
+                          const DeviceAttentionOptions& o, const AttentionResult& r,
+                          std::int64_t splits) {
     return lwm::test::capture_error(
         [&] { lwm::cuda::flash_attention_decode(q, nq, block, shape, o, r, nullptr, splits); });
   };
@@ -663,15 +688,19 @@ TEST(CudaAttention, BadArgumentsThrowBeforeTouchingTheDevice) {
   EXPECT_NE(std::string(e.what()).find("kv heads 4"), std::string::npos) << e.what();
   EXPECT_EQ(forward_error(-1, kv, good, options, result).kind(), ErrorKind::invalid_argument);
   EXPECT_EQ(forward_error(1, kv, {0, 0, 64}, options, result).kind(), ErrorKind::invalid_argument);
-  EXPECT_EQ(forward_error(1, kv, {70000, 70000, 64}, options, result).kind(), ErrorKind::invalid_argument);
+  EXPECT_EQ(forward_error(1, kv, {70000, 70000, 64}, options, result).kind(),
+            ErrorKind::invalid_argument);
 
   DeviceAttentionOptions one_sided;
   one_sided.query_segments = reinterpret_cast<const std::int32_t*>(kv_storage);
   EXPECT_EQ(forward_error(1, kv, good, one_sided, result).kind(), ErrorKind::invalid_argument);
 
-  EXPECT_EQ(forward_error(1, kv, good, options, AttentionResult{}).kind(), ErrorKind::invalid_argument);
-  EXPECT_EQ(forward_error(1, kv, good, options, AttentionResult{out_storage, nullptr, nullptr, true}).kind(),
+  EXPECT_EQ(forward_error(1, kv, good, options, AttentionResult{}).kind(),
             ErrorKind::invalid_argument);
+  EXPECT_EQ(
+      forward_error(1, kv, good, options, AttentionResult{out_storage, nullptr, nullptr, true})
+          .kind(),
+      ErrorKind::invalid_argument);
 
   KvBlock misaligned = kv;
   misaligned.keys = kv_storage + 1;

@@ -25,6 +25,7 @@
 #include "cuda/device_buffer.h"
 #include "cuda/kv_cache_device.h"
 #include "lwm/attention.h"
+#include "lwm/dtype.h"
 #include "lwm/error.h"
 #include "lwm/model_config.h"
 #include "lwm/planner.h"
@@ -42,25 +43,16 @@ using lwm::cuda::KvBlock;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-std::uint16_t to_bf16(float x) {  // round to nearest even (inputs are finite)
-  std::uint32_t bits = 0;
-  std::memcpy(&bits, &x, sizeof bits);
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  return static_cast<std::uint16_t>(bits >> 16);
-}
-float from_bf16(std::uint16_t b) {
-  const std::uint32_t bits = static_cast<std::uint32_t>(b) << 16;
-  float x = 0.0f;
-  std::memcpy(&x, &bits, sizeof x);
-  return x;
-}
+using lwm::bf16_to_float;
+using lwm::float_to_bf16;
+
 std::vector<std::uint16_t> to_bf16(const std::vector<float>& values) {
   std::vector<std::uint16_t> out(values.size());
-  for (std::size_t i = 0; i < values.size(); ++i) out[i] = to_bf16(values[i]);
+  for (std::size_t i = 0; i < values.size(); ++i) out[i] = float_to_bf16(values[i]);
   return out;
 }
 std::vector<float> round_bf16(std::vector<float> values) {
-  for (float& x : values) x = from_bf16(to_bf16(x));
+  for (float& x : values) x = bf16_to_float(float_to_bf16(x));
   return values;
 }
 
@@ -284,7 +276,7 @@ void expect_close(const GpuResult& g, const Reference& r, const std::string& wha
     }
     // The bf16 copy is the fp32 result rounded once.
     if (!g.out_bf16.empty()) {
-      EXPECT_EQ(g.out_bf16[i], to_bf16(g.out[i])) << "bf16 out[" << i << "]";
+      EXPECT_EQ(g.out_bf16[i], float_to_bf16(g.out[i])) << "bf16 out[" << i << "]";
     }
   }
   EXPECT_EQ(bad, 0u) << "elements outside the bound; worst error/bound " << worst;

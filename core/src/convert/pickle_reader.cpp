@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <map>
 #include <utility>
 
@@ -783,8 +784,20 @@ Value* PickleVm::run() {
   }
 }
 
-void flatten(const Value* dict, std::vector<std::string>& path, std::vector<PickledArray>& out,
-             const std::string& source) {
+// Runs the pickle and checks that it built a dict (`of_what` says of what, for the message).
+const Value* run_to_dict(PickleVm& vm, const std::string& source, const char* of_what) {
+  const Value* root = vm.run();
+  if (root->kind != Value::Kind::dict) {
+    throw Error(ErrorKind::file_format, "pickle '" + source + "' holds " + kind_name(root->kind) +
+                                            ", not a dict of " + of_what);
+  }
+  return root;
+}
+
+// Calls `leaf(path, value)` for every value of the nested dicts under `dict` that is not a dict,
+// in insertion order; `path` holds the keys from the top.
+void walk_leaves(const Value* dict, std::vector<std::string>& path, const std::string& source,
+                 const std::function<void(const std::vector<std::string>&, const Value*)>& leaf) {
   if (path.size() > kMaxDepth) {
     throw Error(ErrorKind::file_format, "pickle '" + source + "': dicts nested more than " +
                                             std::to_string(kMaxDepth) + " deep (a cycle?)");
@@ -796,59 +809,28 @@ void flatten(const Value* dict, std::vector<std::string>& path, std::vector<Pick
     }
     path.push_back(key->text);
     if (value->kind == Value::Kind::dict) {
-      flatten(value, path, out, source);
-    } else if (value->kind == Value::Kind::array && value->flag) {
-      PickledArray array;
-      array.key = path;
-      array.dtype = value->text;
-      array.itemsize = value->itemsize;
-      array.shape = value->shape;
-      array.data = value->bytes;
-      array.owner = value->owner;
-      out.push_back(std::move(array));
+      walk_leaves(value, path, source, leaf);
     } else {
-      std::string joined;
-      for (const auto& part : path) joined += (joined.empty() ? "" : "/") + part;
-      throw Error(ErrorKind::unsupported, "pickle '" + source + "': '" + joined + "' is " +
-                                              kind_name(value->kind) +
-                                              ", expected a dict or an array");
+      leaf(path, value);
     }
     path.pop_back();
   }
 }
 
-void flatten_tensors(const Value* dict, const std::string& prefix, std::size_t depth,
-                     std::vector<PickledTensor>& out, const std::string& source) {
-  if (depth > kMaxDepth) {
-    throw Error(ErrorKind::file_format, "pickle '" + source + "': dicts nested more than " +
-                                            std::to_string(kMaxDepth) + " deep (a cycle?)");
+std::string joined(const std::vector<std::string>& path, char separator) {
+  std::string out;
+  for (const auto& part : path) {
+    if (!out.empty()) out.push_back(separator);
+    out += part;
   }
-  for (const auto& [key, value] : dict->entries) {
-    if (key->kind != Value::Kind::text) {
-      throw Error(ErrorKind::file_format,
-                  "pickle '" + source + "': a dict key is " + kind_name(key->kind) + ", not a str");
-    }
-    const std::string name = prefix.empty() ? key->text : prefix + "." + key->text;
-    if (value->kind == Value::Kind::dict) {
-      flatten_tensors(value, name, depth + 1, out, source);
-    } else if (value->kind == Value::Kind::tensor) {
-      const Value* storage = value->items[0];
-      PickledTensor tensor;
-      tensor.name = name;
-      tensor.dtype = value->dtype;
-      tensor.itemsize = value->itemsize;
-      tensor.storage_key = storage->text;
-      tensor.storage_numel = storage->integer;
-      tensor.offset = value->integer;
-      tensor.shape = value->shape;
-      tensor.stride = value->stride;
-      out.push_back(std::move(tensor));
-    } else {
-      throw Error(ErrorKind::unsupported, "pickle '" + source + "': '" + name + "' is " +
-                                              kind_name(value->kind) +
-                                              ", expected a dict or a torch tensor");
-    }
-  }
+  return out;
+}
+
+[[noreturn]] void unexpected_leaf(const std::string& source, const std::string& name,
+                                  const Value* value, const char* expected) {
+  throw Error(ErrorKind::unsupported, "pickle '" + source + "': '" + name + "' is " +
+                                          kind_name(value->kind) + ", expected a dict or " +
+                                          expected);
 }
 
 }  // namespace
@@ -865,36 +847,50 @@ bool PickledTensor::contiguous() const {
 std::vector<PickledTensor> read_pickled_torch_tensors(std::span<const unsigned char> data,
                                                       const std::string& source) {
   PickleVm vm(data, source);
-  const Value* root = vm.run();
-  if (root->kind != Value::Kind::dict) {
-    throw Error(ErrorKind::file_format, "pickle '" + source + "' holds " + kind_name(root->kind) +
-                                            ", not a state dict of tensors");
-  }
   std::vector<PickledTensor> out;
-  flatten_tensors(root, "", 0, out, source);
+  std::vector<std::string> path;
+  walk_leaves(run_to_dict(vm, source, "tensors (a state dict)"), path, source,
+              [&](const std::vector<std::string>& key, const Value* value) {
+                const std::string name = joined(key, '.');
+                if (value->kind != Value::Kind::tensor)
+                  unexpected_leaf(source, name, value, "a torch tensor");
+                const Value* storage = value->items[0];
+                PickledTensor tensor;
+                tensor.name = name;
+                tensor.dtype = value->dtype;
+                tensor.itemsize = value->itemsize;
+                tensor.storage_key = storage->text;
+                tensor.storage_numel = storage->integer;
+                tensor.offset = value->integer;
+                tensor.shape = value->shape;
+                tensor.stride = value->stride;
+                out.push_back(std::move(tensor));
+              });
   return out;
 }
 
 std::string PickledArray::key_string(char separator) const {
-  std::string out;
-  for (const auto& part : key) {
-    if (!out.empty()) out.push_back(separator);
-    out += part;
-  }
-  return out;
+  return joined(key, separator);
 }
 
 std::vector<PickledArray> read_pickled_arrays(std::span<const unsigned char> data,
                                               const std::string& source) {
   PickleVm vm(data, source);
-  const Value* root = vm.run();
-  if (root->kind != Value::Kind::dict) {
-    throw Error(ErrorKind::file_format, "pickle '" + source + "' holds " + kind_name(root->kind) +
-                                            ", not a dict of parameters");
-  }
   std::vector<PickledArray> out;
   std::vector<std::string> path;
-  flatten(root, path, out, source);
+  walk_leaves(run_to_dict(vm, source, "parameters"), path, source,
+              [&](const std::vector<std::string>& key, const Value* value) {
+                if (value->kind != Value::Kind::array || !value->flag)
+                  unexpected_leaf(source, joined(key, '/'), value, "an array");
+                PickledArray array;
+                array.key = key;
+                array.dtype = value->text;
+                array.itemsize = value->itemsize;
+                array.shape = value->shape;
+                array.data = value->bytes;
+                array.owner = value->owner;
+                out.push_back(std::move(array));
+              });
   return out;
 }
 

@@ -39,6 +39,7 @@ struct AskOptions {
   std::string video;
   std::string cache_dir;  // non-empty: resumable ingest and KV snapshots there
   std::string devices = "cpu";
+  std::string kv_cache;     // empty: f32 on the CPU, bf16 on a GPU
   std::int64_t frames = 8;  // uniform samples (spec §3.1: LWM's chat default)
   double fps = 0.0;         // > 0: sample at this rate instead
   bool has_book = false;    // given, even if empty
@@ -195,11 +196,22 @@ void stream_answer(const AskOptions& options, const AnswerRunner& run) {
 
 void run_video_ask(const AskOptions& options);
 
+// --devices and --kv-cache into the session's options.
+void set_devices(SessionOptions& session_options, const AskOptions& options) {
+  session_options.devices = parse_device_list(options.devices, list_devices());
+  if (!options.kv_cache.empty()) session_options.kv_precision = parse_kv_precision(options.kv_cache);
+}
+
 // --cache-dir: restores the session's KV snapshot for this source and model when there is one,
 // else ingests the source (Ctrl-C stops between chunks) and saves the snapshot for next time.
 void ingest_through_cache(Session& session, const AskOptions& options, const ModelConfig& config,
                           const std::string& source_sha256) {
   if (options.cache_dir.empty()) return;
+  if (session.runner().host_cache() == nullptr) {
+    std::fprintf(stderr, "lwm: note: KV snapshots are kept for CPU sessions only; the source is "
+                         "ingested on %s\n", session.runner().device().c_str());
+    return;
+  }
   const auto snapshot =
       session_snapshot_path(options.cache_dir, source_sha256, config, session.chat_template().name);
   std::error_code ec;
@@ -247,6 +259,7 @@ void run_ask(const AskOptions& options) {
   session_options.context = options.context;
   session_options.answer_reserve = options.max_tokens + kQuestionAllowance;
   session_options.prefill_chunk = options.prefill_chunk;
+  set_devices(session_options, options);
   const auto session = [&] {
     try {
       return Session::for_text(*model, tokenizer, text, session_options);
@@ -325,6 +338,7 @@ void run_video_ask(const AskOptions& options) {
   session_options.context = options.context;
   session_options.answer_reserve = options.max_tokens + kQuestionAllowance;
   session_options.prefill_chunk = options.prefill_chunk;
+  set_devices(session_options, options);
   const auto session = Session::for_video(*model, tokenizer, video.codes, session_options);
   std::fprintf(stderr, "lwm: %s frames, %s video tokens, context %s tokens, KV cache %s\n",
                format_count(video.codes.frames()).c_str(),
@@ -384,9 +398,14 @@ Command add_ask_command(CLI::App& parent) {
       ->check(CLI::Range(1e-6, 1000.0));
   app->add_option("--question", options->question, "The question")->required();
   app->add_option("--devices", options->devices,
-                  "Where to run: cpu (see lwm devices; GPUs and cpu:N are refused by name until "
-                  "this build can run sessions there, never replaced by the CPU)")
+                  "Where to run: cpu, or one GPU as cuda:N in a build with CUDA (see lwm "
+                  "devices; cpu:N and several GPUs are refused by name until sequence-parallel "
+                  "sessions land, never replaced by the CPU)")
       ->capture_default_str();
+  app->add_option("--kv-cache", options->kv_cache,
+                  "KV-cache precision: f32 (the CPU's), bf16 (a GPU's default) or int8 (GPU, "
+                  "half of bf16's memory)")
+      ->check(CLI::IsMember({"f32", "bf16", "int8"}));
   app->add_option("--cache-dir", options->cache_dir,
                   "Keep the ingest here: a video's codes frame by frame (a cancelled or killed "
                   "run resumes from the last complete frame) and the source's KV cache (asking "

@@ -134,9 +134,9 @@ double seconds_since(Clock::time_point start) {
 
 // Refuses a prompt that cannot run to the end before any work is done (design.md: never a
 // silently truncated context).
-void check_prompt_fits(const Model& model, const KVCache& cache, std::int64_t prompt_tokens) {
+void check_prompt_fits(const SequenceRunner& cache, std::int64_t prompt_tokens) {
   const std::int64_t end = cache.size() + prompt_tokens;
-  const std::int64_t model_limit = model.config().max_sequence_length;
+  const std::int64_t model_limit = cache.model().config().max_sequence_length;
   if (end > model_limit) {
     throw Error(ErrorKind::invalid_argument,
                 "the context is too long for the model: " + std::to_string(cache.size()) +
@@ -186,7 +186,7 @@ void check_token_ids(const Model& model, const PromptView& prompt) {
 // cancelled or failed prefill leaves it usable (a half-ingested prompt is of no use to anyone).
 class CacheRollback {
  public:
-  explicit CacheRollback(KVCache& cache) : cache_(cache), size_(cache.size()) {}
+  explicit CacheRollback(SequenceRunner& cache) : cache_(cache), size_(cache.size()) {}
   ~CacheRollback() {
     if (!committed_ && cache_.size() > size_) cache_.truncate(size_);
   }
@@ -195,15 +195,15 @@ class CacheRollback {
   void commit() noexcept { committed_ = true; }
 
  private:
-  KVCache& cache_;
+  SequenceRunner& cache_;
   std::int64_t size_;
   bool committed_ = false;
 };
 
 }  // namespace
 
-std::vector<float> prefill(const Model& model, KVCache& cache, PromptView prompt,
-                           std::int64_t chunk, const ProgressCallback& progress) {
+std::vector<float> prefill(SequenceRunner& runner, PromptView prompt, std::int64_t chunk,
+                           const ProgressCallback& progress) {
   const std::span<const std::int32_t> tokens = prompt.tokens;
   if (tokens.empty()) throw Error(ErrorKind::invalid_argument, "prefill needs at least one token");
   if (chunk <= 0) {
@@ -211,11 +211,11 @@ std::vector<float> prefill(const Model& model, KVCache& cache, PromptView prompt
                 "prefill chunk must be positive, got " + std::to_string(chunk));
   }
   const auto total = static_cast<std::int64_t>(tokens.size());
-  check_prompt_fits(model, cache, total);
-  check_token_ids(model, prompt);
+  check_prompt_fits(runner, total);
+  check_token_ids(runner.model(), prompt);
 
   const auto start = Clock::now();
-  CacheRollback rollback(cache);
+  CacheRollback rollback(runner);
   std::vector<float> logits;
   for (std::int64_t done = 0; done < total;) {
     const std::int64_t n = std::min(chunk, total - done);
@@ -224,7 +224,7 @@ std::vector<float> prefill(const Model& model, KVCache& cache, PromptView prompt
     const auto count = static_cast<std::size_t>(n);
     ForwardOptions forward{.logits_for = last ? LogitsFor::last : LogitsFor::none};
     if (!prompt.vision_mask.empty()) forward.vision_mask = prompt.vision_mask.subspan(begin, count);
-    model.forward(tokens.subspan(begin, count), cache, forward, last ? &logits : nullptr);
+    runner.forward(tokens.subspan(begin, count), forward, last ? &logits : nullptr);
     done += n;
     if (progress && !progress(Progress{done, total, seconds_since(start)})) {
       throw Error(ErrorKind::cancelled, "prefill cancelled after " + std::to_string(done) + " of " +
@@ -255,8 +255,9 @@ const char* to_string(StopReason reason) noexcept {
 namespace {
 
 // Room for one more token: both the cache and the model's context must have it.
-bool has_room_for_another_token(const Model& model, const KVCache& cache) {
-  return cache.size() < cache.capacity() && cache.size() < model.config().max_sequence_length;
+bool has_room_for_another_token(const SequenceRunner& runner) {
+  return runner.size() < runner.capacity() &&
+         runner.size() < runner.model().config().max_sequence_length;
 }
 
 }  // namespace
@@ -264,9 +265,9 @@ bool has_room_for_another_token(const Model& model, const KVCache& cache) {
 // The cache ends up holding the prompt and every generated token except the last one sampled
 // (which was never run through the model); a caller continuing the conversation feeds that token
 // first.
-GenerationResult generate(const Model& model, const Tokenizer& tokenizer, KVCache& cache,
-                          PromptView prompt, const GenerationOptions& options,
-                          const TokenCallback& on_token, const ProgressCallback& prefill_progress) {
+GenerationResult generate(SequenceRunner& runner, const Tokenizer& tokenizer, PromptView prompt,
+                          const GenerationOptions& options, const TokenCallback& on_token,
+                          const ProgressCallback& prefill_progress) {
   if (options.max_new_tokens < 0) {
     throw Error(ErrorKind::invalid_argument,
                 "max_new_tokens must be >= 0, got " + std::to_string(options.max_new_tokens));
@@ -281,11 +282,11 @@ GenerationResult generate(const Model& model, const Tokenizer& tokenizer, KVCach
 
   const auto start = Clock::now();
   std::vector<float> logits =
-      prefill(model, cache, prompt, options.prefill_chunk, prefill_progress);
+      prefill(runner, prompt, options.prefill_chunk, prefill_progress);
   const auto prefill_end = Clock::now();
   result.prefill_seconds = std::chrono::duration<double>(prefill_end - start).count();
 
-  const std::int32_t eos = model.config().eos_token_id;
+  const std::int32_t eos = runner.model().config().eos_token_id;
   TextStreamer streamer(tokenizer);
   result.stop_reason = StopReason::max_tokens;
   while (static_cast<std::int64_t>(result.tokens.size()) < options.max_new_tokens) {
@@ -303,12 +304,12 @@ GenerationResult generate(const Model& model, const Tokenizer& tokenizer, KVCach
       break;
     }
     if (static_cast<std::int64_t>(result.tokens.size()) == options.max_new_tokens) break;
-    if (!has_room_for_another_token(model, cache)) {
+    if (!has_room_for_another_token(runner)) {
       result.stop_reason = StopReason::context_full;
       break;
     }
     const std::int32_t step[] = {token};
-    model.forward(step, cache, LogitsFor::last, &logits);
+    runner.forward(step, ForwardOptions{.logits_for = LogitsFor::last}, &logits);
   }
   result.text += streamer.finish();
   result.decode_seconds = seconds_since(prefill_end);

@@ -66,7 +66,9 @@ SessionPlan make_plan(const ModelConfig& config, std::int64_t source_tokens,
                     (plan.context < model_limit ? ", or a larger context" : "") +
                     " or a longer-context model");
   }
-  plan.kv_cache_bytes = plan.context * config.kv_bytes_per_token(DType::f32);
+  plan.kv_cache_bytes =
+      plan.context * kv_bytes_per_token(config, options.kv_precision.value_or(
+                                                    default_kv_precision(options.devices)));
   return plan;
 }
 
@@ -102,13 +104,13 @@ void require_vision(const Model& model) {
 }  // namespace
 
 void check_session_devices(const DeviceSelection& devices) {
-  if (devices.kind == DeviceKind::cuda) {
+  if (devices.kind == DeviceKind::cuda && !list_devices().cuda_built) {
     throw Error(ErrorKind::unsupported,
                 "sessions cannot run on " + devices.to_string() +
-                    " yet: this build has no CUDA backend for the model (only the device list); "
-                    "use --devices cpu, and see lwm plan for what the GPUs would hold");
+                    ": this build has no CUDA backend (it was built without nvcc); use --devices "
+                    "cpu, or a build with CUDA");
   }
-  if (devices.ranks > 1) {
+  if (devices.ranks > 1 || devices.devices.size() > 1) {
     throw Error(ErrorKind::unsupported,
                 "sessions cannot run on " + devices.to_string() +
                     " yet: sequence-parallel sessions are not wired to the session API; use "
@@ -176,7 +178,7 @@ Session::Session(const Model& model, const Tokenizer& tokenizer, const ChatTempl
       options_(options),
       source_(session_source_prompt(chat_template, tokenizer, text_, video_ ? &*video_ : nullptr)),
       plan_(make_plan(model.config(), source_.size(), options)),
-      cache_(model.config(), plan_.context) {}
+      runner_(make_sequence_runner(model, options.devices, plan_.context, options.kv_precision)) {}
 
 Prompt Session::render(std::string_view question) const {
   return render_prompt(*template_, tokenizer_, template_fields(*template_, text_, question),
@@ -184,12 +186,12 @@ Prompt Session::render(std::string_view question) const {
 }
 
 void Session::truncate_cache(std::int64_t tokens) {
-  cache_.truncate(tokens);
+  runner_->truncate(tokens);
   cached_ = cached_.prefix(tokens);
 }
 
 void Session::remember(const Prompt& prompt) {
-  cached_ = prompt.prefix(cache_.size());
+  cached_ = prompt.prefix(runner_->size());
 }
 
 void Session::ingest(const ProgressCallback& progress) {
@@ -205,7 +207,7 @@ void Session::ingest(const ProgressCallback& progress) {
   for (std::int64_t done = 0; done < total;) {
     const std::int64_t n = std::min(options_.prefill_chunk, total - done);
     const Prompt piece = rest.suffix(done).prefix(n);
-    prefill(model_, cache_, piece, n);
+    prefill(*runner_, piece, n);
     done += n;
     remember(source_);
     const double elapsed =
@@ -222,10 +224,11 @@ void Session::ingest(const ProgressCallback& progress) {
 AskResult Session::ask(std::string_view question, const GenerationOptions& options,
                        const TokenCallback& on_token, const ProgressCallback& prefill_progress) {
   const Prompt prompt = render(question);
-  if (prompt.size() >= cache_.capacity()) {
+  if (prompt.size() >= runner_->capacity()) {
     throw Error(ErrorKind::out_of_memory,
                 "the prompt with this question is " + std::to_string(prompt.size()) +
-                    " tokens but the session's context holds " + std::to_string(cache_.capacity()) +
+                    " tokens but the session's context holds " +
+                    std::to_string(runner_->capacity()) +
                     "; ask a shorter question or open the source with a larger context");
   }
   AskResult result;
@@ -236,19 +239,19 @@ AskResult Session::ask(std::string_view question, const GenerationOptions& optio
   GenerationOptions generation = options;
   generation.prefill_chunk = options_.prefill_chunk;
   try {
-    result.generation = generate(model_, tokenizer_, cache_, prompt.suffix(result.reused_tokens),
+    result.generation = generate(*runner_, tokenizer_, prompt.suffix(result.reused_tokens),
                                  generation, on_token, prefill_progress);
   } catch (...) {
     // Prefill rolls the cache back itself; whatever else went wrong, the cache must again hold
     // exactly the tokens the session believes it holds.
-    truncate_cache(std::min(cache_.size(), cached_.size()));
+    truncate_cache(std::min(runner_->size(), cached_.size()));
     throw;
   }
   // The cache now holds the prompt and the answer tokens that were run through the model (all
   // but the last one sampled); they are text.
   Prompt held = prompt;
   held.append_text(std::span(result.generation.tokens)
-                       .first(static_cast<std::size_t>(cache_.size() - prompt.size())));
+                       .first(static_cast<std::size_t>(runner_->size() - prompt.size())));
   remember(held);
   return result;
 }

@@ -70,11 +70,24 @@ std::int64_t row_floats(const ModelConfig& config) {
   return config.num_kv_heads * config.head_dim();
 }
 
+// The session's KV cache in host memory; a cache on a GPU has no snapshot format yet.
+KVCache& host_cache_of(const SequenceRunner& runner, const char* action) {
+  KVCache* cache = runner.host_cache();
+  if (cache == nullptr) {
+    throw Error(ErrorKind::unsupported, std::string("cannot ") + action +
+                                            " a session snapshot of a KV cache on " +
+                                            runner.device() +
+                                            " yet; the source is ingested again instead");
+  }
+  return *cache;
+}
+
 }  // namespace
 
 void Session::save(const std::filesystem::path& file) const {
   const ModelConfig& config = model_.config();
-  const std::int64_t n = cache_.size();
+  const KVCache& cache = host_cache_of(*runner_, "save");
+  const std::int64_t n = cache.size();
   const nlohmann::json header = {{"format", "lwm-kv-snapshot"},
                                  {"format_version", kVersion},
                                  {"model", config.to_json()},
@@ -96,14 +109,15 @@ void Session::save(const std::filesystem::path& file) const {
   out.write(mask.data(), count);
   const auto layer_bytes = count * static_cast<std::size_t>(row_floats(config)) * 4;
   for (std::int64_t layer = 0; layer < config.num_layers; ++layer) {
-    out.write(cache_.keys(layer), layer_bytes);
-    out.write(cache_.values(layer), layer_bytes);
+    out.write(cache.keys(layer), layer_bytes);
+    out.write(cache.values(layer), layer_bytes);
   }
   out.commit();
 }
 
 std::int64_t Session::restore(const std::filesystem::path& file) {
   const ModelConfig& config = model_.config();
+  KVCache& cache = host_cache_of(*runner_, "restore");
   HashingReader in(file);
   char magic[8];
   in.read(magic, sizeof magic);
@@ -144,11 +158,11 @@ std::int64_t Session::restore(const std::filesystem::path& file) {
   } catch (const nlohmann::json::exception& error) {
     in.corrupt(std::string("its header is not valid: ") + error.what());
   }
-  if (n > cache_.capacity()) {
+  if (n > cache.capacity()) {
     throw Error(ErrorKind::out_of_memory,
                 "session snapshot '" + file.string() + "' holds " + std::to_string(n) +
                     " tokens but this session's context holds " +
-                    std::to_string(cache_.capacity()) + "; open it with a larger context");
+                    std::to_string(cache.capacity()) + "; open it with a larger context");
   }
   const auto count = static_cast<std::size_t>(n);
   std::vector<std::int32_t> tokens(count);
@@ -162,13 +176,13 @@ std::int64_t Session::restore(const std::filesystem::path& file) {
   const auto used_floats = static_cast<std::size_t>(use) * row;
   std::vector<float> rest((count - static_cast<std::size_t>(use)) * row);
   for (std::int64_t layer = 0; layer < config.num_layers; ++layer) {
-    for (float* target : {cache_.keys(layer), cache_.values(layer)}) {
+    for (float* target : {cache.keys(layer), cache.values(layer)}) {
       in.read(target, used_floats * 4);
       in.read(rest.data(), rest.size() * 4);
     }
   }
   in.check_digest();
-  cache_.advance(use);
+  cache.advance(use);
   cached_ = source_.prefix(use);
   return use;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "lwm/chat_template.h"
+#include "lwm/devices.h"
 #include "lwm/error.h"
 #include "lwm/generation.h"
 #include "lwm/model.h"
@@ -152,6 +153,43 @@ TEST(Session, PlanWithoutASessionMatchesTheSession) {
   for (int i = 0; i < 12; ++i) long_book += kBook + " ";
   EXPECT_EQ(capture_error([&] { Session::plan_text(*model, test_tokenizer(), long_book); }).kind(),
             ErrorKind::out_of_memory);
+}
+
+// Devices: the CPU runs through the same runner a GPU would use; what cannot run where it was
+// asked is refused by name, never moved to the CPU.
+TEST(Session, RunsWhereItIsToldOrSaysWhyNot) {
+  test::TempDir dir;
+  const auto model = make_model(dir, 0);
+  const auto session = Session::for_text(*model, test_tokenizer(), kBook);
+  EXPECT_EQ(session->runner().device(), "cpu");
+  EXPECT_EQ(session->runner().kv_precision(), KvPrecision::f32);
+  EXPECT_EQ(session->runner().kv_cache_bytes(), session->plan().kv_cache_bytes);
+
+  // A GPU: in a build without CUDA the session says so; with CUDA but no GPU here, the device
+  // says why. Either way an error, never a CPU session.
+  DeviceInfo gpu;
+  gpu.kind = DeviceKind::cuda;
+  gpu.index = 0;
+  DeviceSelection on_gpu{.kind = DeviceKind::cuda, .ranks = 1, .devices = {gpu}};
+  if (list_devices().gpus().empty()) {
+    const Error no_gpu = capture_error(
+        [&] { Session::for_text(*model, test_tokenizer(), kBook, {.devices = on_gpu}); });
+    EXPECT_TRUE(no_gpu.kind() == ErrorKind::unsupported || no_gpu.kind() == ErrorKind::device)
+        << no_gpu.what();
+    EXPECT_NE(std::string(no_gpu.what()).find("cuda"), std::string::npos) << no_gpu.what();
+  }
+  // The CPU keeps f32; several ranks wait for sequence-parallel sessions.
+  EXPECT_EQ(capture_error([&] {
+              Session::for_text(*model, test_tokenizer(), kBook,
+                                {.kv_precision = KvPrecision::int8});
+            }).kind(),
+            ErrorKind::unsupported);
+  const DeviceSelection ring = parse_device_list("cpu:2", list_devices());
+  EXPECT_EQ(capture_error([&] {
+              Session::for_text(*model, test_tokenizer(), kBook, {.devices = ring});
+            }).kind(),
+            ErrorKind::unsupported);
+  EXPECT_EQ(capture_error([&] { check_session_devices(ring); }).kind(), ErrorKind::unsupported);
 }
 
 TEST(Session, RefusesWhatCannotFit) {

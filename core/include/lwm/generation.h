@@ -13,6 +13,7 @@
 #include "lwm/model.h"
 #include "lwm/progress.h"
 #include "lwm/prompt.h"
+#include "lwm/sequence_runner.h"
 #include "lwm/tokenizer.h"
 
 namespace lwm {
@@ -36,11 +37,18 @@ class Sampler {
   std::vector<std::pair<float, std::int32_t>> scratch_;
 };
 
-// Runs the prompt's tokens (text and vision, spec §2.2) through the model into `cache` in chunks of `chunk` tokens, calling `progress`
-// after every chunk; throws Error(cancelled) when it returns false. Returns the logits of the
-// last token.
-std::vector<float> prefill(const Model& model, KVCache& cache, PromptView prompt,
-                           std::int64_t chunk, const ProgressCallback& progress = {});
+// Runs the prompt's tokens (text and vision, spec §2.2) through the runner's model into its KV
+// cache in chunks of `chunk` tokens, calling `progress` after every chunk; throws
+// Error(cancelled) when it returns false, with the cache put back as it was. Returns the logits
+// of the last token.
+std::vector<float> prefill(SequenceRunner& runner, PromptView prompt, std::int64_t chunk,
+                           const ProgressCallback& progress = {});
+// The same on the CPU: `model` running into `cache`.
+inline std::vector<float> prefill(const Model& model, KVCache& cache, PromptView prompt,
+                                  std::int64_t chunk, const ProgressCallback& progress = {}) {
+  CpuSequenceRunner runner(model, cache);
+  return prefill(runner, prompt, chunk, progress);
+}
 
 struct GenerationOptions {
   SamplingParams sampling;
@@ -68,12 +76,19 @@ struct GenerationResult {
 // Called with each generated token and the text it completed; return false to stop.
 using TokenCallback = std::function<bool(std::int32_t token, std::string_view text)>;
 
-// Prefills `prompt` after whatever `cache` already holds, then generates text (spec §2.5: chat
-// runs in text mode, also after a video). Stops at EOS, after
-// max_new_tokens, when the cache is full, or when `on_token` returns false.
-GenerationResult generate(const Model& model, const Tokenizer& tokenizer, KVCache& cache,
-                          PromptView prompt, const GenerationOptions& options,
-                          const TokenCallback& on_token = {},
+// Prefills `prompt` after whatever the runner's cache already holds, then generates text (spec
+// §2.5: chat runs in text mode, also after a video). Stops at EOS, after max_new_tokens, when
+// the cache is full, or when `on_token` returns false.
+GenerationResult generate(SequenceRunner& runner, const Tokenizer& tokenizer, PromptView prompt,
+                          const GenerationOptions& options, const TokenCallback& on_token = {},
                           const ProgressCallback& prefill_progress = {});
+// The same on the CPU: `model` running into `cache`.
+inline GenerationResult generate(const Model& model, const Tokenizer& tokenizer, KVCache& cache,
+                                 PromptView prompt, const GenerationOptions& options,
+                                 const TokenCallback& on_token = {},
+                                 const ProgressCallback& prefill_progress = {}) {
+  CpuSequenceRunner runner(model, cache);
+  return generate(runner, tokenizer, prompt, options, on_token, prefill_progress);
+}
 
 }  // namespace lwm

@@ -18,6 +18,7 @@
 #include "lwm/model.h"
 #include "lwm/progress.h"
 #include "lwm/prompt.h"
+#include "lwm/sequence_runner.h"
 #include "lwm/tokenizer.h"
 
 namespace lwm {
@@ -32,6 +33,11 @@ struct SessionOptions {
   // Tokens kept free for questions and answers when the context is sized automatically.
   std::int64_t answer_reserve = 1024;
   std::int64_t prefill_chunk = 512;
+  // Where the model runs (devices.h parse_device_list): default the CPU. One GPU runs the CUDA
+  // backend; several ranks are refused until sequence-parallel sessions are wired.
+  DeviceSelection devices;
+  // KV-cache precision; unset → f32 on the CPU, bf16 on a GPU (int8 halves a GPU's cache).
+  std::optional<KvPrecision> kv_precision;
 };
 
 // What ingest will cost, known before any compute (the GUI shows it as the plan).
@@ -42,8 +48,8 @@ struct SessionPlan {
 };
 
 // Throws Error(unsupported) saying what is missing when a session cannot run on `devices` in this
-// build. Today sessions run on the CPU as one rank; GPUs (the CUDA backend, issue 3) and several
-// ranks (sequence-parallel sessions, issue 4) are refused by name, never replaced by the CPU.
+// build: the CPU or one GPU of a build with the CUDA backend run; several ranks
+// (sequence-parallel sessions, issue 4) are refused by name, never replaced by the CPU.
 void check_session_devices(const DeviceSelection& devices);
 
 // The template a session uses when SessionOptions::template_name is empty.
@@ -83,7 +89,9 @@ class Session {
   // The question-independent start of every prompt (with the frames of a video source).
   const Prompt& source_prompt() const noexcept { return source_; }
   const ChatTemplate& chat_template() const noexcept { return *template_; }
-  std::int64_t cached_tokens() const noexcept { return cache_.size(); }
+  std::int64_t cached_tokens() const noexcept { return runner_->size(); }
+  // Where the model runs and how its cache is kept ("cuda:0", bf16).
+  const SequenceRunner& runner() const noexcept { return *runner_; }
   // The whole prompt a question makes (its fields located, for source maps).
   Prompt prompt_for(std::string_view question) const { return render(question); }
 
@@ -101,7 +109,8 @@ class Session {
   // Snapshots (design.md step 6: reopening a chat is instant). save() writes the KV cache and
   // the tokens it holds to `file` atomically, format "lwm-kv-snapshot" version 1: "LWMKVSNP",
   // u32 version, u32 n + JSON header (the model's config, tokens, row width), the tokens, their
-  // vision mask, each layer's keys and values (float32), and the SHA-256 of all of it.
+  // vision mask, each layer's keys and values (float32), and the SHA-256 of all of it. Sessions
+  // whose cache lives on a GPU throw Error(unsupported) from save() and restore() (not written yet).
   void save(const std::filesystem::path& file) const;
   // Loads a snapshot into this session and returns the tokens it now holds: the snapshot's tokens
   // as far as they agree with this session's source (tokens of another source are never used).
@@ -120,7 +129,7 @@ class Session {
                                          const SessionOptions& options);
   Prompt render(std::string_view question) const;
   void truncate_cache(std::int64_t tokens);
-  // Records that the cache holds the first cache_.size() tokens of `prompt`.
+  // Records that the cache holds the first runner_->size() tokens of `prompt`.
   void remember(const Prompt& prompt);
 
   const Model& model_;
@@ -131,7 +140,7 @@ class Session {
   SessionOptions options_;
   Prompt source_;  // the question-independent prefix of every prompt
   SessionPlan plan_;
-  KVCache cache_;
+  std::unique_ptr<SequenceRunner> runner_;
   Prompt cached_;  // the tokens the cache holds, position by position
 };
 

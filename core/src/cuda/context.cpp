@@ -1,0 +1,39 @@
+#include "cuda/context.h"
+
+#include "cuda/cuda_check.h"
+
+namespace lwm::cuda {
+namespace {
+
+// cuBLASLt's recommendation for Hopper is 32 MiB (smaller GPUs need less); split-K and
+// stream-K algorithms use it for partial sums.
+constexpr std::int64_t kWorkspaceBytes = std::int64_t{32} << 20;
+
+}  // namespace
+
+Context::Context(int device) : device_(device) {
+  LWM_CUDA_CHECK(cudaSetDevice(device));
+  LWM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  try {
+    LWM_CUBLAS_CHECK(cublasLtCreate(&lt_));
+    workspace_ = DeviceBuffer<std::byte>(kWorkspaceBytes, stream_);
+  } catch (...) {
+    if (lt_ != nullptr) static_cast<void>(cublasLtDestroy(lt_));
+    static_cast<void>(cudaStreamDestroy(stream_));
+    throw;
+  }
+}
+
+Context::~Context() {
+  // Pending work must finish before the workspace returns to the pool and the stream goes away;
+  // errors here are reported by the next checked call elsewhere, never thrown from a destructor.
+  static_cast<void>(cudaStreamSynchronize(stream_));
+  workspace_ = DeviceBuffer<std::byte>();
+  static_cast<void>(cudaStreamSynchronize(stream_));
+  static_cast<void>(cublasLtDestroy(lt_));
+  static_cast<void>(cudaStreamDestroy(stream_));
+}
+
+void Context::synchronize() const { LWM_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+}  // namespace lwm::cuda

@@ -1,0 +1,655 @@
+// Every CUDA backend op (core/src/cuda/) against the CPU backend's function and a double
+// precision reference, on fresh random data (LWM_TEST_SEED replays) and odd shapes, plus the
+// errors bad inputs must raise. Each test skips cleanly without a usable GPU.
+//
+// Tolerances: u = 2^-24 is float32's unit roundoff. bf16 keeps 8 significant bits, so rounding a
+// value to bf16 moves it by at most 2^-9 relative (half an ulp); we allow 2^-8 for a result that
+// is rounded to bf16 once after float32 arithmetic. References take the inputs as the GPU sees
+// them (already rounded to their storage dtype), so only the op's own error is measured.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/context.h"
+#include "cuda/device_tensor.h"
+#include "cuda/linear.h"
+#include "cuda/ops.h"
+#include "cuda/sampling.h"
+#include "lwm/dtype.h"
+#include "lwm/error.h"
+#include "lwm/generation.h"
+#include "lwm/linear.h"
+#include "lwm/ops.h"
+#include "lwm/rope.h"
+#include "lwm/tensor.h"
+#include "test_support.h"
+
+namespace lwm::cuda {
+namespace {
+
+constexpr double kU = 1.0 / (1 << 24);     // float32 unit roundoff
+constexpr double kBf16 = 1.0 / (1 << 8);   // one bf16 rounding, with a factor 2 of margin
+
+Context& context() {
+  static const std::unique_ptr<Context> ctx = std::make_unique<Context>(0);
+  return *ctx;
+}
+
+std::string seed_trace() { return "LWM_TEST_SEED=" + std::to_string(test::test_seed()); }
+
+// Values as stored in `dtype` (what the GPU reads), widened back to float.
+std::vector<float> stored(const std::vector<float>& values, DType dtype) {
+  return Tensor::from_floats({static_cast<std::int64_t>(values.size())}, values).to(dtype).to_floats();
+}
+
+DeviceTensor on_device(const std::vector<float>& values, DType dtype, Shape shape) {
+  return DeviceTensor::upload(Tensor::from_floats(std::move(shape), values).to(dtype),
+                              context().stream());
+}
+
+std::vector<float> on_host(const DeviceTensor& t) { return t.download().to_floats(); }
+
+// |actual - expected| ≤ bound[i] everywhere; reports the worst element.
+void expect_within(const std::vector<float>& actual, const std::vector<double>& expected,
+                   const std::vector<double>& bound, const std::string& what) {
+  ASSERT_EQ(actual.size(), expected.size()) << what;
+  double worst = 0.0;
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    const double error = std::fabs(static_cast<double>(actual[i]) - expected[i]);
+    const double ratio = std::isfinite(actual[i]) ? error / bound[i] : INFINITY;
+    if (!(ratio <= worst)) {
+      worst = ratio;
+      at = i;
+    }
+  }
+  EXPECT_LE(worst, 1.0) << what << ": element " << at << " is " << actual[at] << ", expected "
+                        << expected[at] << " ± " << bound[at];
+}
+
+std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+const char* name(DType d) { return dtype_name(d); }
+
+// --- linear -----------------------------------------------------------------------------------
+
+TEST(CudaOps, LinearMatchesCpuAndDoubleForBothLayouts) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  struct Case {
+    std::int64_t m, in, out;
+  };
+  struct Types {
+    DType ab, y;
+  };
+  for (const Case c : {Case{1, 7, 33}, Case{3, 33, 7}, Case{17, 4096 + 3, 65}, Case{64, 256, 4096 + 8}}) {
+    for (const MatrixLayout layout : {MatrixLayout::in_out, MatrixLayout::out_in}) {
+      for (const Types t : {Types{DType::bf16, DType::f32}, Types{DType::bf16, DType::bf16},
+                            Types{DType::f32, DType::f32}}) {
+        SCOPED_TRACE("m=" + std::to_string(c.m) + " in=" + std::to_string(c.in) + " out=" +
+                     std::to_string(c.out) + (layout == MatrixLayout::in_out ? " in_out " : " out_in ") +
+                     name(t.ab) + "->" + name(t.y));
+        const auto x = stored(test::random_normal(static_cast<std::size_t>(c.m * c.in), rng), t.ab);
+        const Shape w_shape = layout == MatrixLayout::in_out ? Shape{c.in, c.out} : Shape{c.out, c.in};
+        const Tensor w = Tensor::from_floats(
+            w_shape, test::random_normal(static_cast<std::size_t>(c.in * c.out), rng, 0.05f)).to(t.ab);
+        const Linear host{w, layout};
+
+        Context& ctx = context();
+        const DeviceTensor dx = on_device(x, t.ab, {c.m, c.in});
+        const DeviceLinear dw = DeviceLinear::upload(ctx, host);
+        DeviceTensor dy(t.y, {c.m, c.out}, ctx.stream());
+        linear(ctx, dx, dw, dy);
+        const std::vector<float> gpu = on_host(dy);
+
+        std::vector<float> cpu(static_cast<std::size_t>(c.m * c.out));
+        cpu::linear(x.data(), c.m, host, cpu.data());
+        // fp64 reference and the bound: products of bf16 (or f32) values are exact in double;
+        // float32 accumulation of `in` terms in any order (cuBLAS may split K) is within
+        // in·u·Σ|x·w| of the exact sum, and a bf16 output adds one rounding.
+        const std::vector<float> wf = w.to_floats();
+        std::vector<double> expected(cpu.size()), bound(cpu.size());
+        for (std::int64_t r = 0; r < c.m; ++r) {
+          for (std::int64_t o = 0; o < c.out; ++o) {
+            double sum = 0.0, magnitude = 0.0;
+            for (std::int64_t i = 0; i < c.in; ++i) {
+              const double wv = layout == MatrixLayout::in_out ? wf[static_cast<std::size_t>(i * c.out + o)]
+                                                               : wf[static_cast<std::size_t>(o * c.in + i)];
+              const double p = static_cast<double>(x[static_cast<std::size_t>(r * c.in + i)]) * wv;
+              sum += p;
+              magnitude += std::fabs(p);
+            }
+            const auto k = static_cast<std::size_t>(r * c.out + o);
+            expected[k] = sum;
+            bound[k] = static_cast<double>(c.in) * kU * magnitude + 1e-30 +
+                       (t.y == DType::bf16 ? kBf16 * std::fabs(sum) : 0.0);
+          }
+        }
+        expect_within(gpu, expected, bound, "GPU vs fp64");
+        expect_within(cpu, expected, bound, "CPU vs fp64");
+      }
+    }
+  }
+}
+
+TEST(CudaOps, LinearRejectsBadShapesBeforeLaunching) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  Context& ctx = context();
+  const DeviceLinear w{DeviceTensor(DType::bf16, {33, 7}, ctx.stream()), MatrixLayout::in_out};
+  const DeviceTensor x(DType::bf16, {3, 32}, ctx.stream());
+  DeviceTensor y(DType::f32, {3, 7}, ctx.stream());
+  const Error error = test::capture_error([&] { linear(ctx, x, w, y); });
+  EXPECT_EQ(error.kind(), ErrorKind::invalid_argument);
+  EXPECT_NE(std::string(error.what()).find("[3, 32]"), std::string::npos) << error.what();
+  ctx.synchronize();  // the context is still usable
+}
+
+// --- residual + RMSNorm -----------------------------------------------------------------------
+
+TEST(CudaOps, ResidualRmsNormMatchesCpuAndDouble) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  struct Types {
+    DType residual, x, weight, out;
+    bool with_x;
+  };
+  const float eps = 1e-5f;
+  for (const std::int64_t rows : {1, 3, 17}) {
+    for (const std::int64_t n : {7, 33, 4096 + 3}) {
+      for (const Types t : {Types{DType::f32, DType::bf16, DType::bf16, DType::bf16, true},
+                            Types{DType::f32, DType::f32, DType::f32, DType::f32, true},
+                            Types{DType::bf16, DType::bf16, DType::f16, DType::f32, true},
+                            Types{DType::f32, DType::f32, DType::bf16, DType::bf16, false}}) {
+        SCOPED_TRACE("rows=" + std::to_string(rows) + " n=" + std::to_string(n) + " residual " +
+                     name(t.residual) + " x " + name(t.x) + " weight " + name(t.weight) + " out " +
+                     name(t.out) + (t.with_x ? "" : " (no x)"));
+        const auto count = static_cast<std::size_t>(rows * n);
+        const auto h = stored(test::random_normal(count, rng, 3.0f), t.residual);
+        const auto x = stored(test::random_normal(count, rng), t.x);
+        const Tensor weight =
+            Tensor::from_floats({n}, test::random_normal(static_cast<std::size_t>(n), rng)).to(t.weight);
+        const std::vector<float> gain = weight.to_floats();
+
+        Context& ctx = context();
+        DeviceTensor dh = on_device(h, t.residual, {rows, n});
+        const DeviceTensor dx = on_device(x, t.x, {rows, n});
+        const DeviceTensor dweight = DeviceTensor::upload(weight, ctx.stream());
+        DeviceTensor dout(t.out, {rows, n}, ctx.stream());
+        residual_rms_norm(ctx, dh, t.with_x ? &dx : nullptr, dweight, eps, dout);
+        const std::vector<float> new_h = on_host(dh);
+        const std::vector<float> out = on_host(dout);
+
+        // The residual: h + x in float32 (one rounding, u), stored as the residual's dtype.
+        std::vector<double> sum(count), sum_bound(count);
+        for (std::size_t i = 0; i < count; ++i) {
+          sum[i] = static_cast<double>(h[i]) + (t.with_x ? x[i] : 0.0f);
+          sum_bound[i] = (t.residual == DType::bf16 ? kBf16 : 2 * kU) * std::fabs(sum[i]) + 1e-30;
+        }
+        expect_within(new_h, sum, sum_bound, "residual h + x");
+
+        // The norm of the stored residual, in double. Float32 errors: the sum of squares (per
+        // thread ≤ 9 terms, then a 512-wide tree: ≤ 18u relative), the root (≤ 9u + 1u), the two
+        // products (2u): 32u covers it; a bf16 output adds one rounding.
+        std::vector<double> expected(count), bound(count);
+        for (std::int64_t r = 0; r < rows; ++r) {
+          double squares = 0.0;
+          for (std::int64_t i = 0; i < n; ++i) squares += static_cast<double>(new_h[r * n + i]) * new_h[r * n + i];
+          const double inv = 1.0 / std::sqrt(squares / static_cast<double>(n) + eps);
+          for (std::int64_t i = 0; i < n; ++i) {
+            const auto k = static_cast<std::size_t>(r * n + i);
+            expected[k] = new_h[k] * inv * gain[static_cast<std::size_t>(i)];
+            bound[k] = (32 * kU + (t.out == DType::bf16 ? kBf16 : 0.0)) * std::fabs(expected[k]) + 1e-30;
+          }
+        }
+        expect_within(out, expected, bound, "GPU norm vs fp64");
+
+        // The CPU backend on the same stored residual.
+        std::vector<float> cpu(count);
+        cpu::rms_norm(new_h.data(), rows, n, weight, eps, cpu.data());
+        expect_within(cpu, expected, bound, "CPU norm vs fp64");
+      }
+    }
+  }
+}
+
+TEST(CudaOps, ResidualRmsNormRejectsAliasingAndWrongWeights) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  Context& ctx = context();
+  DeviceTensor h(DType::f32, {3, 33}, ctx.stream());
+  const DeviceTensor good(DType::f32, {33}, ctx.stream());
+  const DeviceTensor bad(DType::f32, {32}, ctx.stream());
+  DeviceTensor out(DType::bf16, {3, 33}, ctx.stream());
+  EXPECT_EQ(test::capture_error([&] { residual_rms_norm(ctx, h, nullptr, bad, 1e-5f, out); }).kind(),
+            ErrorKind::invalid_argument);
+  EXPECT_EQ(test::capture_error([&] { residual_rms_norm(ctx, h, nullptr, good, 1e-5f, h); }).kind(),
+            ErrorKind::invalid_argument);
+}
+
+// --- RoPE -------------------------------------------------------------------------------------
+
+TEST(CudaOps, RopeMatchesCpuRopeWithPositionOffsetsAndArrays) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  for (const std::int64_t head_dim : {6, 64, 128}) {
+    for (const RopePairing pairing : {RopePairing::interleaved, RopePairing::half}) {
+      // LLaMA's theta, and LWM's long-context one (spec §1.3) for the largest heads.
+      const RotaryEmbedding rotary(head_dim, head_dim == 128 ? 5e7 : 1e4, pairing);
+      for (const std::int64_t tokens : {1, 3, 17}) {
+        for (const std::int64_t offset : {std::int64_t{0}, std::int64_t{1'000'003}}) {
+          for (const bool explicit_positions : {false, true}) {
+            for (const DType dtype : {DType::f32, DType::bf16}) {
+              const std::int64_t heads = tokens == 3 ? 1 : 3;
+              SCOPED_TRACE("d=" + std::to_string(head_dim) +
+                           (pairing == RopePairing::half ? " half" : " interleaved") +
+                           " tokens=" + std::to_string(tokens) + " offset=" + std::to_string(offset) +
+                           (explicit_positions ? " positions" : "") + " " + name(dtype));
+              const auto count = static_cast<std::size_t>(tokens * heads * head_dim);
+              const auto x = stored(test::random_normal(count, rng), dtype);
+              // Positions: offset + j, or offset + a shuffled sparse set (a zigzag shard's).
+              std::vector<std::int64_t> relative(static_cast<std::size_t>(tokens));
+              std::iota(relative.begin(), relative.end(), 0);
+              if (explicit_positions) {
+                for (auto& p : relative) p = p * 7 + 5;
+                std::shuffle(relative.begin(), relative.end(), rng);
+              }
+              std::vector<std::int64_t> positions(relative);
+              for (auto& p : positions) p += offset;
+
+              Context& ctx = context();
+              DeviceTensor dx = on_device(x, dtype, {tokens, heads, head_dim});
+              DeviceBuffer<std::int64_t> dpos(tokens, ctx.stream());
+              dpos.upload(relative.data(), tokens);
+              rope(ctx, dx, rotary, offset, explicit_positions ? dpos.data() : nullptr);
+              const std::vector<float> gpu = on_host(dx);
+
+              std::vector<float> cos_table(static_cast<std::size_t>(tokens * head_dim / 2));
+              std::vector<float> sin_table(cos_table.size());
+              rotary.angles(positions, cos_table.data(), sin_table.data());
+              std::vector<float> cpu(x);
+              rotary.apply(cpu.data(), tokens, heads, cos_table.data(), sin_table.data());
+
+              // fp64: the spec's float32 angle, its exact cos/sin, the rotation in double. The
+              // float32 cos/sin are correctly rounded (u each) and the rotation adds ≤ 2u of
+              // (|x0| + |x1|); a bf16 result adds one rounding.
+              const auto& inv = rotary.inverse_frequencies();
+              const std::int64_t half = head_dim / 2;
+              std::vector<double> expected(count), bound(count);
+              for (std::int64_t t = 0; t < tokens; ++t) {
+                for (std::int64_t h = 0; h < heads; ++h) {
+                  const std::size_t base = static_cast<std::size_t>((t * heads + h) * head_dim);
+                  for (std::int64_t i = 0; i < half; ++i) {
+                    const auto angle = static_cast<float>(static_cast<double>(positions[t]) * inv[i]);
+                    const double c = std::cos(static_cast<double>(angle));
+                    const double s = std::sin(static_cast<double>(angle));
+                    const std::size_t a = base + (pairing == RopePairing::interleaved ? 2 * i : i);
+                    const std::size_t b = base + (pairing == RopePairing::interleaved ? 2 * i + 1 : i + half);
+                    expected[a] = x[a] * c - x[b] * s;
+                    expected[b] = x[a] * s + x[b] * c;
+                    const double scale = std::fabs(x[a]) + std::fabs(x[b]);
+                    for (const std::size_t k : {a, b}) {
+                      bound[k] = 4 * kU * scale + 1e-30 +
+                                 (dtype == DType::bf16 ? kBf16 * std::fabs(expected[k]) : 0.0);
+                    }
+                  }
+                }
+              }
+              expect_within(gpu, expected, bound, "GPU vs fp64");
+              expect_within(cpu, expected, bound, "CPU vs fp64");
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaOps, RopeRejectsAHeadDimensionThatIsNotTheRotarys) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  Context& ctx = context();
+  const RotaryEmbedding rotary(64, 10000.0, RopePairing::interleaved);
+  DeviceTensor x(DType::bf16, {3, 2, 128}, ctx.stream());
+  EXPECT_EQ(test::capture_error([&] { rope(ctx, x, rotary, 0); }).kind(), ErrorKind::invalid_argument);
+}
+
+// --- SwiGLU and add ---------------------------------------------------------------------------
+
+TEST(CudaOps, SwigluMatchesCpuAndDoubleIncludingInPlace) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  for (const std::int64_t n : {1, 7, 4096 + 5, 3 * 11008}) {
+    for (const DType dtype : {DType::f32, DType::bf16}) {
+      for (const bool in_place : {false, true}) {
+        SCOPED_TRACE("n=" + std::to_string(n) + " " + name(dtype) + (in_place ? " in place" : ""));
+        const auto count = static_cast<std::size_t>(n);
+        const auto gate = stored(test::random_normal(count, rng, 4.0f), dtype);
+        const auto up = stored(test::random_normal(count, rng), dtype);
+        Context& ctx = context();
+        DeviceTensor dgate = on_device(gate, dtype, {n});
+        const DeviceTensor dup = on_device(up, dtype, {n});
+        DeviceTensor separate(dtype, {n}, ctx.stream());
+        DeviceTensor& out = in_place ? dgate : separate;
+        swiglu(ctx, dgate, dup, out);
+        const std::vector<float> gpu = on_host(out);
+        std::vector<float> cpu(count);
+        cpu::swiglu(gate.data(), up.data(), cpu.data(), n);
+        // expf (≤ 2 ulp), the add, the division and the product: 8u relative; bf16 adds one
+        // rounding. No cancellation: silu(g)·u is a product of a sum of positives.
+        std::vector<double> expected(count), bound(count);
+        for (std::size_t i = 0; i < count; ++i) {
+          const double g = gate[i];
+          expected[i] = g / (1.0 + std::exp(-g)) * up[i];
+          bound[i] = (8 * kU + (dtype == DType::bf16 ? kBf16 : 0.0)) * std::fabs(expected[i]) + 1e-37;
+        }
+        expect_within(gpu, expected, bound, "GPU vs fp64");
+        // The CPU writes float32: its own bound is the float32 part only.
+        std::vector<double> cpu_bound(count);
+        for (std::size_t i = 0; i < count; ++i) cpu_bound[i] = 8 * kU * std::fabs(expected[i]) + 1e-37;
+        expect_within(cpu, expected, cpu_bound, "CPU vs fp64");
+      }
+    }
+  }
+}
+
+TEST(CudaOps, AddMatchesCpuAndDouble) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  for (const std::int64_t n : {1, 33, 4096 * 3 + 1}) {
+    for (const DType y_type : {DType::f32, DType::bf16}) {
+      for (const DType x_type : {DType::f32, DType::bf16}) {
+        SCOPED_TRACE("n=" + std::to_string(n) + " y " + name(y_type) + " x " + name(x_type));
+        const auto count = static_cast<std::size_t>(n);
+        const auto y = stored(test::random_normal(count, rng), y_type);
+        const auto x = stored(test::random_normal(count, rng), x_type);
+        Context& ctx = context();
+        DeviceTensor dy = on_device(y, y_type, {n});
+        add(ctx, dy, on_device(x, x_type, {n}));
+        const std::vector<float> gpu = on_host(dy);
+        std::vector<float> cpu(y);
+        cpu::add_inplace(cpu.data(), x.data(), n);
+        std::vector<double> expected(count), bound(count);
+        for (std::size_t i = 0; i < count; ++i) {
+          expected[i] = static_cast<double>(y[i]) + x[i];
+          bound[i] = (y_type == DType::bf16 ? kBf16 : kU) * std::fabs(expected[i]) + 1e-37;
+        }
+        expect_within(gpu, expected, bound, "GPU vs fp64");
+        expect_within(cpu, expected, bound, "CPU vs fp64");
+      }
+    }
+  }
+  Context& ctx = context();
+  DeviceTensor y(DType::f32, {3, 7}, ctx.stream());
+  const DeviceTensor x(DType::f32, {7, 3}, ctx.stream());
+  EXPECT_EQ(test::capture_error([&] { add(ctx, y, x); }).kind(), ErrorKind::invalid_argument);
+}
+
+// --- embedding --------------------------------------------------------------------------------
+
+TEST(CudaOps, EmbeddingMatchesCpuExactlyFromHostAndDeviceIds) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  for (const DType table_type : {DType::f32, DType::bf16, DType::f16}) {
+    for (const DType out_type : {DType::f32, DType::bf16}) {
+      for (const std::int64_t count : {1, 3, 17}) {
+        const std::int64_t vocab = 101;
+        const std::int64_t dim = count == 17 ? 4096 + 3 : 33;
+        SCOPED_TRACE(std::string("table ") + name(table_type) + " out " + name(out_type) +
+                     " ids=" + std::to_string(count) + " dim=" + std::to_string(dim));
+        const Tensor table = Tensor::from_floats(
+            {vocab, dim}, test::random_normal(static_cast<std::size_t>(vocab * dim), rng)).to(table_type);
+        std::uniform_int_distribution<std::int32_t> pick(0, static_cast<std::int32_t>(vocab - 1));
+        std::vector<std::int32_t> ids(static_cast<std::size_t>(count));
+        for (auto& id : ids) id = pick(rng);
+        ids.front() = static_cast<std::int32_t>(vocab - 1);  // the last row is reachable
+        Context& ctx = context();
+        const DeviceTensor dtable = DeviceTensor::upload(table, ctx.stream());
+
+        // The CPU backend widens to float; the GPU then rounds to the output dtype exactly as
+        // lwm::Tensor::to does (round to nearest even): the rows must match bit for bit.
+        std::vector<float> cpu(static_cast<std::size_t>(count * dim));
+        cpu::embedding(table, ids, cpu.data());
+        const std::vector<float> expected = stored(cpu, out_type);
+
+        DeviceTensor from_host(out_type, {count, dim}, ctx.stream());
+        embedding(ctx, dtable, ids, from_host);
+        EXPECT_EQ(on_host(from_host), expected) << "host ids";
+
+        DeviceBuffer<std::int32_t> device_ids(count, ctx.stream());
+        device_ids.upload(ids.data(), count);
+        DeviceTensor from_device(out_type, {count, dim}, ctx.stream());
+        embedding(ctx, dtable, device_ids.data(), count, from_device);
+        EXPECT_EQ(on_host(from_device), expected) << "device ids";
+      }
+    }
+  }
+}
+
+TEST(CudaOps, EmbeddingReportsOutOfRangeIdsAsErrors) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  Context& ctx = context();
+  const DeviceTensor table(DType::bf16, {10, 33}, ctx.stream());
+  DeviceTensor out(DType::f32, {3, 33}, ctx.stream());
+  const std::vector<std::int32_t> host_ids{1, 10, 2};
+  Error error = test::capture_error([&] { embedding(ctx, table, host_ids, out); });
+  EXPECT_EQ(error.kind(), ErrorKind::invalid_argument);
+  EXPECT_NE(std::string(error.what()).find("token id 10 at position 1"), std::string::npos) << error.what();
+
+  const std::vector<std::int32_t> device_values{3, -4, 12};
+  DeviceBuffer<std::int32_t> device_ids(3, ctx.stream());
+  device_ids.upload(device_values.data(), 3);
+  error = test::capture_error([&] { embedding(ctx, table, device_ids.data(), 3, out); });
+  EXPECT_EQ(error.kind(), ErrorKind::invalid_argument);
+  EXPECT_NE(std::string(error.what()).find("token id -4 at position 1"), std::string::npos) << error.what();
+  // The device is still healthy: a valid lookup works afterwards.
+  const std::vector<std::int32_t> fine{0, 9, 5};
+  EXPECT_NO_THROW(embedding(ctx, table, fine, out));
+  EXPECT_NO_THROW(ctx.synchronize());
+}
+
+// --- conversion -------------------------------------------------------------------------------
+
+TEST(CudaOps, ConversionRoundsLikeTheHostConversions) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  // Random bit patterns of finite floats (all exponents, subnormals, exact bf16 ties) and
+  // normal values of the f16 range.
+  std::vector<float> values;
+  std::uniform_int_distribution<std::uint32_t> bits;
+  while (values.size() < 4099) {
+    std::uint32_t b = bits(rng);
+    if (values.size() % 5 == 0) b = (b & 0xffff0000u) | 0x8000u;  // a tie for bf16
+    float v;
+    std::memcpy(&v, &b, 4);
+    if (std::isfinite(v)) values.push_back(v);
+  }
+  const auto normals = test::random_normal(1031, rng, 100.0f);
+  values.insert(values.end(), normals.begin(), normals.end());
+  const auto n = static_cast<std::int64_t>(values.size());
+  const Tensor source = Tensor::from_floats({n}, values);
+  Context& ctx = context();
+  for (const DType from : {DType::f32, DType::bf16, DType::f16}) {
+    for (const DType to : {DType::f32, DType::bf16, DType::f16}) {
+      SCOPED_TRACE(std::string(name(from)) + " -> " + name(to));
+      const Tensor input = source.to(from);
+      const DeviceTensor din = DeviceTensor::upload(input, ctx.stream());
+      DeviceTensor dout(to, {n}, ctx.stream());
+      convert(ctx, din, dout);
+      const Tensor gpu = dout.download();
+      const Tensor expected = input.to(to);
+      ASSERT_EQ(gpu.nbytes(), expected.nbytes());
+      // Bit for bit: both round to nearest even (f32 -> f16 overflows to inf on both sides).
+      EXPECT_EQ(std::memcmp(gpu.raw(), expected.raw(), gpu.nbytes()), 0);
+    }
+  }
+}
+
+// --- argmax and sampling ----------------------------------------------------------------------
+
+TEST(CudaOps, ArgmaxMatchesTheCpuSamplerIncludingTiesAndNans) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  for (const std::int64_t rows : {1, 3, 17}) {
+    for (const std::int64_t vocab : {1, 7, 32000 + 1}) {
+      for (const DType dtype : {DType::f32, DType::bf16}) {
+        SCOPED_TRACE("rows=" + std::to_string(rows) + " vocab=" + std::to_string(vocab) + " " + name(dtype));
+        auto logits = test::random_normal(static_cast<std::size_t>(rows * vocab), rng, 3.0f);
+        std::uniform_int_distribution<std::int64_t> column(0, vocab - 1);
+        for (std::int64_t r = 0; r < rows; ++r) {
+          float* row = logits.data() + r * vocab;
+          if (r % 3 == 1) {  // a tie for the maximum: the lower id wins
+            const float top = *std::max_element(row, row + vocab) + 1.0f;
+            row[column(rng)] = top;
+            row[column(rng)] = top;
+          }
+          if (r % 3 == 2) row[column(rng)] = std::numeric_limits<float>::quiet_NaN();
+        }
+        logits = stored(logits, dtype);  // the CPU sees what the GPU sees (bf16 may add ties)
+        Context& ctx = context();
+        const DeviceTensor dlogits = on_device(logits, dtype, {rows, vocab});
+        DeviceBuffer<std::int32_t> ids(rows, ctx.stream());
+        argmax(ctx, dlogits, ids.data());
+        std::vector<std::int32_t> gpu(static_cast<std::size_t>(rows));
+        ids.download(gpu.data(), rows);
+        for (std::int64_t r = 0; r < rows; ++r) {
+          Sampler greedy(SamplingParams{});
+          const auto cpu = greedy.sample({logits.data() + r * vocab, static_cast<std::size_t>(vocab)});
+          EXPECT_EQ(gpu[static_cast<std::size_t>(r)], cpu) << "row " << r;
+        }
+      }
+    }
+  }
+}
+
+// Softmax of logits / T in double.
+std::vector<double> probabilities(const std::vector<float>& logits, double temperature) {
+  const double top = *std::max_element(logits.begin(), logits.end());
+  std::vector<double> p(logits.size());
+  double total = 0.0;
+  for (std::size_t i = 0; i < p.size(); ++i) total += p[i] = std::exp((logits[i] - top) / temperature);
+  for (auto& v : p) v /= total;
+  return p;
+}
+
+// Pearson's chi-square of `counts` against probabilities `p` (cells with p = 0 must be empty).
+double chi_square(const std::vector<std::int64_t>& counts, const std::vector<double>& p, std::int64_t draws) {
+  double chi = 0.0;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    if (p[i] == 0.0) {
+      EXPECT_EQ(counts[i], 0) << "token " << i << " lies outside the nucleus";
+      continue;
+    }
+    const double expected = p[i] * static_cast<double>(draws);
+    chi += (static_cast<double>(counts[i]) - expected) * (static_cast<double>(counts[i]) - expected) / expected;
+  }
+  return chi;
+}
+
+TEST(CudaOps, SamplingFollowsTheTemperatureAndNucleusDistribution) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  // Seven well-separated logits (no weight near the nucleus boundary), the same row 20000 times:
+  // each row draws independently, so the counts are multinomial.
+  const std::int64_t vocab = 7;
+  const std::int64_t rows = 20000;
+  std::vector<float> row{0.0f, 1.0f, 2.0f, 0.5f, 1.5f, -1.0f, 2.5f};
+  std::shuffle(row.begin(), row.end(), rng);
+  std::vector<float> logits;
+  for (std::int64_t r = 0; r < rows; ++r) logits.insert(logits.end(), row.begin(), row.end());
+  Context& ctx = context();
+  const DeviceTensor dlogits = on_device(logits, DType::f32, {rows, vocab});
+  DeviceBuffer<std::int32_t> ids(rows, ctx.stream());
+  for (const float top_p : {1.0f, 0.6f}) {
+    SCOPED_TRACE("top_p=" + std::to_string(top_p));
+    SamplingParams params;
+    params.temperature = 0.8f;
+    params.top_p = top_p;
+    params.seed = test::test_seed();
+    DeviceSampler sampler(params);
+    sampler.sample(ctx, dlogits, ids.data());
+    std::vector<std::int32_t> drawn(static_cast<std::size_t>(rows));
+    ids.download(drawn.data(), rows);
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(vocab), 0);
+    for (const auto id : drawn) {
+      ASSERT_GE(id, 0);
+      ASSERT_LT(id, vocab);
+      ++counts[static_cast<std::size_t>(id)];
+    }
+    // The nucleus as the CPU sampler forms it: highest first until the mass reaches top_p.
+    std::vector<double> p = probabilities(row, params.temperature);
+    std::vector<std::size_t> order(p.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return p[a] > p[b]; });
+    double mass = 0.0;
+    std::size_t kept = 0;
+    while (kept < order.size() && mass < top_p) mass += p[order[kept++]];
+    for (std::size_t i = kept; i < order.size(); ++i) p[order[i]] = 0.0;
+    for (auto& v : p) v /= mass;
+    // With ≤ 6 degrees of freedom, chi-square exceeds 40 with probability below 1e-6.
+    EXPECT_LT(chi_square(counts, p, rows), 40.0);
+
+    // The same seed replays the same draws; the next call draws afresh.
+    DeviceSampler replay(params);
+    replay.sample(ctx, dlogits, ids.data());
+    std::vector<std::int32_t> again(static_cast<std::size_t>(rows));
+    ids.download(again.data(), rows);
+    EXPECT_EQ(again, drawn);
+    replay.sample(ctx, dlogits, ids.data());
+    ids.download(again.data(), rows);
+    EXPECT_NE(again, drawn);
+  }
+}
+
+TEST(CudaOps, SamplingAtTemperatureZeroIsArgmaxOnLargeVocabularies) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  const std::int64_t rows = 3;
+  const std::int64_t vocab = 32000 + 1;
+  auto logits = test::random_normal(static_cast<std::size_t>(rows * vocab), rng);
+  // One clear maximum per row: bf16 rounding would otherwise tie the top values, and a sampler
+  // may pick any of a tie.
+  std::uniform_int_distribution<std::int64_t> column(0, vocab - 1);
+  for (std::int64_t r = 0; r < rows; ++r) logits[static_cast<std::size_t>(r * vocab + column(rng))] = 8.0f;
+  logits = stored(logits, DType::bf16);
+  Context& ctx = context();
+  const DeviceTensor dlogits = on_device(logits, DType::bf16, {rows, vocab});
+  DeviceBuffer<std::int32_t> ids(rows, ctx.stream());
+  DeviceSampler greedy(SamplingParams{});
+  greedy.sample(ctx, dlogits, ids.data());
+  std::vector<std::int32_t> gpu(rows);
+  ids.download(gpu.data(), rows);
+  // A very low temperature with a tight nucleus must also pick the maximum.
+  SamplingParams sharp;
+  sharp.temperature = 1e-3f;
+  sharp.top_p = 0.5f;
+  DeviceSampler nucleus(sharp);
+  nucleus.sample(ctx, dlogits, ids.data());
+  std::vector<std::int32_t> sampled(rows);
+  ids.download(sampled.data(), rows);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    Sampler cpu(SamplingParams{});
+    const auto expected = cpu.sample({logits.data() + r * vocab, static_cast<std::size_t>(vocab)});
+    EXPECT_EQ(gpu[static_cast<std::size_t>(r)], expected);
+    EXPECT_EQ(sampled[static_cast<std::size_t>(r)], expected);
+  }
+}
+
+}  // namespace
+}  // namespace lwm::cuda

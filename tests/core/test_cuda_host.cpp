@@ -80,7 +80,7 @@ TEST(CudaHost, LinearRejectsMismatchedShapesAndDtypes) {
   const TensorDesc w{DType::bf16, {33, 7}};  // in_out: in 33, out 7
   expect_invalid([&] { plan_linear({DType::bf16, {3, 32}}, w, MatrixLayout::in_out, {DType::f32, {3, 7}}); },
                  "[3, 32]");
-  expect_invalid([&] { plan_linear({DType::bf16, {3, 7}}, w, MatrixLayout::out_in, {DType::f32, {3, 33}}); },
+  expect_invalid([&] { plan_linear({DType::bf16, {3, 33}}, w, MatrixLayout::out_in, {DType::f32, {3, 33}}); },
                  "[33, 7]");
   expect_invalid([&] { plan_linear({DType::bf16, {3, 33}}, w, MatrixLayout::in_out, {DType::f32, {3, 8}}); },
                  "must be [3, 7]");

@@ -16,8 +16,13 @@ Context::Context(int device) : device_(device) {
   LWM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   try {
     LWM_CUBLAS_CHECK(cublasLtCreate(&lt_));
+    LWM_CUBLAS_CHECK(cublasCreate(&blas_));
+    LWM_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     workspace_ = DeviceBuffer<std::byte>(kWorkspaceBytes, stream_);
+    // cuBLAS shares the workspace (it would otherwise take its own from the driver).
+    LWM_CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace_.data(), workspace_.bytes()));
   } catch (...) {
+    if (blas_ != nullptr) static_cast<void>(cublasDestroy(blas_));
     if (lt_ != nullptr) static_cast<void>(cublasLtDestroy(lt_));
     static_cast<void>(cudaStreamDestroy(stream_));
     throw;
@@ -28,9 +33,10 @@ Context::~Context() {
   // Pending work must finish before the workspace returns to the pool and the stream goes away;
   // errors here are reported by the next checked call elsewhere, never thrown from a destructor.
   static_cast<void>(cudaStreamSynchronize(stream_));
+  static_cast<void>(cublasDestroy(blas_));
+  static_cast<void>(cublasLtDestroy(lt_));
   workspace_ = DeviceBuffer<std::byte>();
   static_cast<void>(cudaStreamSynchronize(stream_));
-  static_cast<void>(cublasLtDestroy(lt_));
   static_cast<void>(cudaStreamDestroy(stream_));
 }
 

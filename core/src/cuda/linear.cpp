@@ -104,21 +104,38 @@ void linear(Context& ctx, const DeviceTensor& x, const DeviceLinear& w, DeviceTe
         d.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace));
     cublasLtMatmulHeuristicResult_t result{};
     int returned = 0;
-    LWM_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx.lt(), d.op, d.a, d.b, d.c, d.c,
-                                                    d.preference, 1, &result, &returned));
-    if (returned == 0) {
-      throw Error(ErrorKind::unsupported,
-                  "CUDA linear: cuBLASLt has no algorithm for x " + shape_string(x.shape()) + " " +
-                      dtype_name(x.dtype()) + " · weight " + shape_string(w.weight.shape()) +
-                      " → " + dtype_name(y.dtype()) + " on cuda:" + std::to_string(ctx.device()));
+    const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+        ctx.lt(), d.op, d.a, d.b, d.c, d.c, d.preference, 1, &result, &returned);
+    if (status != CUBLAS_STATUS_NOT_SUPPORTED) {
+      LWM_CUBLAS_CHECK(status);
     }
-    found = algorithms.emplace(key, result.algo).first;
+    // No cuBLASLt algorithm (unusual leading dimensions, say): cuBLAS's GEMM takes any.
+    found = algorithms
+                .emplace(key, status == CUBLAS_STATUS_SUCCESS && returned > 0
+                                  ? Context::GemmChoice(result.algo)
+                                  : std::nullopt)
+                .first;
   }
   const float alpha = 1.0f;
   const float beta = 0.0f;
-  LWM_CUBLAS_CHECK(cublasLtMatmul(ctx.lt(), d.op, &alpha, w.weight.data(), d.a, x.data(), d.b,
-                                  &beta, y.data(), d.c, y.data(), d.c, &found->second,
-                                  ctx.workspace(), ctx.workspace_bytes(), ctx.stream()));
+  if (found->second.has_value()) {
+    LWM_CUBLAS_CHECK(cublasLtMatmul(ctx.lt(), d.op, &alpha, w.weight.data(), d.a, x.data(), d.b,
+                                    &beta, y.data(), d.c, y.data(), d.c, &*found->second,
+                                    ctx.workspace(), ctx.workspace_bytes(), ctx.stream()));
+    return;
+  }
+  constexpr std::int64_t kIntMax = 2147483647;
+  if (plan.m > kIntMax || plan.n > kIntMax || plan.k > kIntMax || plan.lda > kIntMax) {
+    throw Error(ErrorKind::unsupported,
+                "CUDA linear: x " + shape_string(x.shape()) + " · weight " +
+                    shape_string(w.weight.shape()) + " has no cuBLASLt algorithm on cuda:" +
+                    std::to_string(ctx.device()) + " and is too large for cublasGemmEx");
+  }
+  const auto i32 = [](std::int64_t v) { return static_cast<int>(v); };
+  LWM_CUBLAS_CHECK(cublasGemmEx(ctx.blas(), trans_a, trans_b, i32(plan.m), i32(plan.n),
+                                i32(plan.k), &alpha, w.weight.data(), ab_type, i32(plan.lda),
+                                x.data(), ab_type, i32(plan.ldb), &beta, y.data(), c_type,
+                                i32(plan.ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace lwm::cuda

@@ -651,5 +651,104 @@ TEST(CudaOps, SamplingAtTemperatureZeroIsArgmaxOnLargeVocabularies) {
   }
 }
 
+// --- the ops composed as the model composes them ---------------------------------------------
+
+// The feed-forward half of a layer (model.cpp): h += attention output; normed = rmsnorm(h)·w;
+// h += w2 · (silu(w1 · normed) ⊙ (w3 · normed)), with the GPU's dtypes (f32 residual, bf16
+// weights and activations) against the CPU backend rounding its activations to bf16 at the same
+// points. Where a float32 value lies next to a bf16 rounding boundary the two sides may round it
+// one bf16 ulp (≤ 2^-8 relative) apart; the bound propagates one such step at every bf16 stage
+// (normed, gate, up, the product) through the magnitudes of the following products.
+TEST(CudaOps, FeedForwardBlockMatchesTheCpuBackend) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  const std::int64_t tokens = 5, hidden = 67, inner = 173;
+  const float eps = 1e-6f;
+  const auto count = static_cast<std::size_t>(tokens * hidden);
+  const auto h0 = test::random_normal(count, rng, 2.0f);
+  const auto attention_out = stored(test::random_normal(count, rng), DType::bf16);
+  const auto bf16_tensor = [&](Shape shape, float scale) {
+    return Tensor::from_floats(shape, test::random_normal(static_cast<std::size_t>(shape_numel(shape)), rng, scale))
+        .to(DType::bf16);
+  };
+  const Tensor norm_weight = bf16_tensor({hidden}, 1.0f);
+  const Linear w1{bf16_tensor({hidden, inner}, 0.1f), MatrixLayout::in_out};
+  const Linear w3{bf16_tensor({inner, hidden}, 0.1f), MatrixLayout::out_in};
+  const Linear w2{bf16_tensor({inner, hidden}, 0.1f), MatrixLayout::in_out};
+
+  Context& ctx = context();
+  DeviceTensor h = on_device(h0, DType::f32, {tokens, hidden});
+  const DeviceTensor attention = on_device(attention_out, DType::bf16, {tokens, hidden});
+  const DeviceTensor dnorm = DeviceTensor::upload(norm_weight, ctx.stream());
+  const DeviceLinear d1 = DeviceLinear::upload(ctx, w1), d3 = DeviceLinear::upload(ctx, w3),
+                     d2 = DeviceLinear::upload(ctx, w2);
+  DeviceTensor normed(DType::bf16, {tokens, hidden}, ctx.stream());
+  DeviceTensor gate(DType::bf16, {tokens, inner}, ctx.stream());
+  DeviceTensor up(DType::bf16, {tokens, inner}, ctx.stream());
+  DeviceTensor projected(DType::f32, {tokens, hidden}, ctx.stream());
+  residual_rms_norm(ctx, h, &attention, dnorm, eps, normed);
+  linear(ctx, normed, d1, gate);
+  linear(ctx, normed, d3, up);
+  swiglu(ctx, gate, up, gate);
+  linear(ctx, gate, d2, projected);
+  add(ctx, h, projected);
+  const std::vector<float> gpu = on_host(h);
+
+  // The CPU backend, rounding to bf16 where the GPU stores bf16.
+  std::vector<float> ch(h0), cnormed(count), cgate(static_cast<std::size_t>(tokens * inner)),
+      cup(cgate.size()), cprojected(count);
+  cpu::add_inplace(ch.data(), attention_out.data(), tokens * hidden);
+  cpu::rms_norm(ch.data(), tokens, hidden, norm_weight, eps, cnormed.data());
+  cnormed = stored(cnormed, DType::bf16);
+  cpu::linear(cnormed.data(), tokens, w1, cgate.data());
+  cpu::linear(cnormed.data(), tokens, w3, cup.data());
+  cgate = stored(cgate, DType::bf16);
+  cup = stored(cup, DType::bf16);
+  std::vector<float> act(cgate.size());
+  cpu::swiglu(cgate.data(), cup.data(), act.data(), tokens * inner);
+  act = stored(act, DType::bf16);
+  cpu::linear(act.data(), tokens, w2, cprojected.data());
+  std::vector<double> expected(count);
+  for (std::size_t i = 0; i < count; ++i) expected[i] = static_cast<double>(ch[i]) + cprojected[i];
+
+  // Magnitudes for the bound: |normed|·|W| sums (G, U), then the product's possible change.
+  const double ulp = 1.0 / 256;
+  const auto wf1 = w1.weight.to_floats(), wf3 = w3.weight.to_floats(), wf2 = w2.weight.to_floats();
+  std::vector<double> bound(count);
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    std::vector<double> act_change(static_cast<std::size_t>(inner));
+    for (std::int64_t j = 0; j < inner; ++j) {
+      double g_mag = 0.0, u_mag = 0.0;
+      for (std::int64_t i = 0; i < hidden; ++i) {
+        const double n = std::fabs(cnormed[static_cast<std::size_t>(t * hidden + i)]);
+        g_mag += n * std::fabs(wf1[static_cast<std::size_t>(i * inner + j)]);
+        u_mag += n * std::fabs(wf3[static_cast<std::size_t>(j * hidden + i)]);
+      }
+      const auto k = static_cast<std::size_t>(t * inner + j);
+      const double g = cgate[k];
+      const double silu = g / (1.0 + std::exp(-g));
+      // A normed flip moves gate by ≤ ulp·G (plus gate's own flip ≤ ulp·|g|); silu' ≤ 1.1.
+      const double gate_change = ulp * (g_mag + std::fabs(g));
+      const double up_change = ulp * (u_mag + std::fabs(cup[k]));
+      act_change[static_cast<std::size_t>(j)] =
+          1.1 * gate_change * (std::fabs(cup[k]) + up_change) + std::fabs(silu) * up_change +
+          ulp * std::fabs(act[k]);
+    }
+    for (std::int64_t o = 0; o < hidden; ++o) {
+      double change = 0.0, magnitude = 0.0;
+      for (std::int64_t j = 0; j < inner; ++j) {
+        const double w = std::fabs(wf2[static_cast<std::size_t>(j * hidden + o)]);
+        change += act_change[static_cast<std::size_t>(j)] * w;
+        magnitude += std::fabs(act[static_cast<std::size_t>(t * inner + j)]) * w;
+      }
+      const auto k = static_cast<std::size_t>(t * hidden + o);
+      // Plus float32 accumulation (inner·u of the magnitude) and the residual's own roundings.
+      bound[k] = change + static_cast<double>(inner) * kU * magnitude + 4 * kU * std::fabs(expected[k]) + 1e-30;
+    }
+  }
+  expect_within(gpu, expected, bound, "feed-forward block, GPU vs CPU");
+}
+
 }  // namespace
 }  // namespace lwm::cuda

@@ -1,5 +1,7 @@
 #include "cuda/context.h"
 
+#include <cstdint>
+
 #include "cuda/cuda_check.h"
 
 namespace lwm::cuda {
@@ -13,6 +15,13 @@ constexpr std::int64_t kWorkspaceBytes = std::int64_t{32} << 20;
 
 Context::Context(int device) : device_(device) {
   LWM_CUDA_CHECK(cudaSetDevice(device));
+  // Keep freed pool memory for reuse instead of returning it to the driver at every
+  // synchronization (the default threshold, 0): activations are freed and re-allocated every
+  // step, and the pool is what makes that cheap.
+  cudaMemPool_t pool = nullptr;
+  LWM_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  std::uint64_t keep = UINT64_MAX;
+  LWM_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
   LWM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   try {
     LWM_CUBLAS_CHECK(cublasLtCreate(&lt_));

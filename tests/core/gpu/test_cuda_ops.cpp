@@ -58,25 +58,7 @@ DeviceTensor on_device(const std::vector<float>& values, DType dtype, Shape shap
 
 std::vector<float> on_host(const DeviceTensor& t) { return t.download().to_floats(); }
 
-// |actual - expected| ≤ bound[i] everywhere; reports the worst element.
-void expect_within(const std::vector<float>& actual, const std::vector<double>& expected,
-                   const std::vector<double>& bound, const std::string& what) {
-  ASSERT_EQ(actual.size(), expected.size()) << what;
-  double worst = 0.0;
-  std::size_t at = 0;
-  for (std::size_t i = 0; i < actual.size(); ++i) {
-    const double error = std::fabs(static_cast<double>(actual[i]) - expected[i]);
-    const double ratio = std::isfinite(actual[i]) ? error / bound[i] : INFINITY;
-    if (!(ratio <= worst)) {
-      worst = ratio;
-      at = i;
-    }
-  }
-  EXPECT_LE(worst, 1.0) << what << ": element " << at << " is " << actual[at] << ", expected "
-                        << expected[at] << " ± " << bound[at];
-}
-
-std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+using test::expect_within;
 
 const char* name(DType d) { return dtype_name(d); }
 

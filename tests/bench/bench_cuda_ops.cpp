@@ -87,8 +87,9 @@ std::string percent(double value, double anchor) {
 }
 
 int run(int argc, char** argv) {
-  CLI::App app{"Throughput of the CUDA backend's ops (GEMM, norm, RoPE, SwiGLU, embedding, "
-               "sampling) on one GPU."};
+  CLI::App app{
+      "Throughput of the CUDA backend's ops (GEMM, norm, RoPE, SwiGLU, embedding, "
+      "sampling) on one GPU."};
   int device = 0;
   int repeats = 50;
   std::string json_file;
@@ -123,25 +124,29 @@ int run(int argc, char** argv) {
   };
   for (const std::int64_t tokens : {std::int64_t{1}, std::int64_t{2048}}) {
     for (const Gemm g : {Gemm{4096, 4096}, Gemm{4096, 11008}, Gemm{11008, 4096}}) {
-      for (const lwm::MatrixLayout layout : {lwm::MatrixLayout::out_in, lwm::MatrixLayout::in_out}) {
+      for (const lwm::MatrixLayout layout :
+           {lwm::MatrixLayout::out_in, lwm::MatrixLayout::in_out}) {
         const bool in_out = layout == lwm::MatrixLayout::in_out;
         const Shape w_shape = in_out ? Shape{g.in, g.out} : Shape{g.out, g.in};
-        const lwm::cuda::DeviceLinear w{random_tensor(ctx, DType::bf16, w_shape, rng, 0.02f), layout};
+        const lwm::cuda::DeviceLinear w{random_tensor(ctx, DType::bf16, w_shape, rng, 0.02f),
+                                        layout};
         const DeviceTensor x = random_tensor(ctx, DType::bf16, {tokens, g.in}, rng);
         DeviceTensor y(DType::bf16, {tokens, g.out}, ctx.stream());
         Row row;
         row.op = std::string("linear bf16 ") + (in_out ? "[in,out]" : "[out,in]");
         row.shape = std::to_string(tokens) + "x" + std::to_string(g.in) + " · " +
                     std::to_string(g.in) + "x" + std::to_string(g.out);
-        row.seconds = time_per_call(ctx, [&] { lwm::cuda::linear(ctx, x, w, y); }, warmup, repeats);
+        row.seconds = time_per_call(
+            ctx, [&] { lwm::cuda::linear(ctx, x, w, y); }, warmup, repeats);
         const double flops = 2.0 * static_cast<double>(tokens * g.in * g.out);
         const double bytes = 2.0 * static_cast<double>(g.in * g.out + tokens * (g.in + g.out));
         row.tflops = flops / row.seconds * 1e-12;
         row.gbs = bytes / row.seconds * 1e-9;
-        row.versus = tokens == 1
-                         ? percent(row.gbs, kHbmGBs) + " of HBM " + std::to_string(int(kHbmGBs)) + " GB/s"
-                         : percent(row.tflops, kCublasSquare4096Tflops) + " of cuBLAS 720, " +
-                               percent(row.tflops, kPeakTflops) + " of peak";
+        row.versus =
+            tokens == 1
+                ? percent(row.gbs, kHbmGBs) + " of HBM " + std::to_string(int(kHbmGBs)) + " GB/s"
+                : percent(row.tflops, kCublasSquare4096Tflops) + " of cuBLAS 720, " +
+                      percent(row.tflops, kPeakTflops) + " of peak";
         rows.push_back(row);
       }
     }
@@ -226,14 +231,20 @@ int run(int argc, char** argv) {
   nlohmann::json results = nlohmann::json::array();
   for (const Row& r : rows) {
     std::printf("| %s | %s | %.1f | %s | %.0f | %s |\n", r.op.c_str(), r.shape.c_str(),
-                r.seconds * 1e6, r.tflops > 0 ? std::to_string(static_cast<int>(r.tflops)).c_str() : "–",
-                r.gbs, r.versus.c_str());
-    results.push_back({{"op", r.op}, {"shape", r.shape}, {"seconds", r.seconds},
-                       {"tflops", r.tflops}, {"gb_per_s", r.gbs}});
+                r.seconds * 1e6,
+                r.tflops > 0 ? std::to_string(static_cast<int>(r.tflops)).c_str() : "–", r.gbs,
+                r.versus.c_str());
+    results.push_back({{"op", r.op},
+                       {"shape", r.shape},
+                       {"seconds", r.seconds},
+                       {"tflops", r.tflops},
+                       {"gb_per_s", r.gbs}});
   }
   if (!json_file.empty()) {
-    const nlohmann::json out = {{"date", lwm::bench::today()}, {"device", gpu->name},
-                                {"cuda", devices.cuda_status}, {"results", results}};
+    const nlohmann::json out = {{"date", lwm::bench::today()},
+                                {"device", gpu->name},
+                                {"cuda", devices.cuda_status},
+                                {"results", results}};
     std::ofstream(json_file) << out.dump(2) << '\n';
   }
   return 0;

@@ -57,11 +57,12 @@ TEST(CudaHost, GemmPlanComputesTheRowMajorProductForBothLayouts) {
                    " out=" + std::to_string(c.out) +
                    (layout == MatrixLayout::in_out ? " in_out" : " out_in"));
       const auto x = test::random_normal(static_cast<std::size_t>(c.m * c.in), rng);
-      const Shape w_shape = layout == MatrixLayout::in_out ? Shape{c.in, c.out} : Shape{c.out, c.in};
-      const Tensor w = Tensor::from_floats(w_shape, test::random_normal(
-                                                        static_cast<std::size_t>(c.in * c.out), rng));
-      const GemmPlan plan =
-          plan_linear({DType::f32, {c.m, c.in}}, {DType::f32, w_shape}, layout, {DType::f32, {c.m, c.out}});
+      const Shape w_shape =
+          layout == MatrixLayout::in_out ? Shape{c.in, c.out} : Shape{c.out, c.in};
+      const Tensor w = Tensor::from_floats(
+          w_shape, test::random_normal(static_cast<std::size_t>(c.in * c.out), rng));
+      const GemmPlan plan = plan_linear({DType::f32, {c.m, c.in}}, {DType::f32, w_shape}, layout,
+                                        {DType::f32, {c.m, c.out}});
       EXPECT_EQ(plan.transpose_a, layout == MatrixLayout::out_in);
       const std::vector<float> gpu_order = column_major_gemm(plan, w.f32(), x.data());
       std::vector<float> cpu(static_cast<std::size_t>(c.m * c.out));
@@ -78,36 +79,68 @@ TEST(CudaHost, GemmPlanComputesTheRowMajorProductForBothLayouts) {
 
 TEST(CudaHost, LinearRejectsMismatchedShapesAndDtypes) {
   const TensorDesc w{DType::bf16, {33, 7}};  // in_out: in 33, out 7
-  expect_invalid([&] { plan_linear({DType::bf16, {3, 32}}, w, MatrixLayout::in_out, {DType::f32, {3, 7}}); },
-                 "[3, 32]");
-  expect_invalid([&] { plan_linear({DType::bf16, {3, 33}}, w, MatrixLayout::out_in, {DType::f32, {3, 33}}); },
-                 "[33, 7]");
-  expect_invalid([&] { plan_linear({DType::bf16, {3, 33}}, w, MatrixLayout::in_out, {DType::f32, {3, 8}}); },
-                 "must be [3, 7]");
-  expect_invalid([&] { plan_linear({DType::f32, {3, 33}}, w, MatrixLayout::in_out, {DType::f32, {3, 7}}); },
-                 "share a dtype");
-  expect_invalid([&] { plan_linear({DType::bf16, {3, 33}}, w, MatrixLayout::in_out, {DType::f16, {3, 7}}); },
-                 "bf16 or f32");
-  expect_invalid([&] { plan_linear({DType::bf16, {3, 33}}, {DType::bf16, {33}}, MatrixLayout::in_out, {DType::f32, {3, 7}}); },
-                 "rank 2");
+  expect_invalid(
+      [&] {
+        plan_linear({DType::bf16, {3, 32}}, w, MatrixLayout::in_out, {DType::f32, {3, 7}});
+      },
+      "[3, 32]");
+  expect_invalid(
+      [&] {
+        plan_linear({DType::bf16, {3, 33}}, w, MatrixLayout::out_in, {DType::f32, {3, 33}});
+      },
+      "[33, 7]");
+  expect_invalid(
+      [&] {
+        plan_linear({DType::bf16, {3, 33}}, w, MatrixLayout::in_out, {DType::f32, {3, 8}});
+      },
+      "must be [3, 7]");
+  expect_invalid(
+      [&] {
+        plan_linear({DType::f32, {3, 33}}, w, MatrixLayout::in_out, {DType::f32, {3, 7}});
+      },
+      "share a dtype");
+  expect_invalid(
+      [&] {
+        plan_linear({DType::bf16, {3, 33}}, w, MatrixLayout::in_out, {DType::f16, {3, 7}});
+      },
+      "bf16 or f32");
+  expect_invalid(
+      [&] {
+        plan_linear({DType::bf16, {3, 33}}, {DType::bf16, {33}}, MatrixLayout::in_out,
+                    {DType::f32, {3, 7}});
+      },
+      "rank 2");
 }
 
 TEST(CudaHost, ElementwiseChecksNameTheArgumentAtFault) {
   expect_invalid([] { check_add({DType::f32, {3, 7}}, {DType::f32, {3, 8}}); }, "[3, 8]");
   expect_invalid([] { check_add({DType::f16, {3, 7}}, {DType::f32, {3, 7}}); }, "f32 or bf16");
-  expect_invalid([] { check_swiglu({DType::bf16, {17}}, {DType::bf16, {17}}, {DType::bf16, {16}}); },
-                 "out [16]");
+  expect_invalid(
+      [] {
+        check_swiglu({DType::bf16, {17}}, {DType::bf16, {17}}, {DType::bf16, {16}});
+      },
+      "out [16]");
   const TensorDesc h{DType::f32, {3, 33}};
   const TensorDesc x{DType::bf16, {3, 33}};
   EXPECT_EQ(check_residual_rms_norm(h, &x, {DType::f16, {33}}, {DType::bf16, {3, 33}}), 33);
   EXPECT_EQ(check_residual_rms_norm(h, nullptr, {DType::f16, {33}}, {DType::bf16, {3, 33}}), 33);
-  expect_invalid([&] { check_residual_rms_norm(h, &x, {DType::f32, {32}}, {DType::f32, {3, 33}}); },
-                 "weight [32]");
+  expect_invalid(
+      [&] {
+        check_residual_rms_norm(h, &x, {DType::f32, {32}}, {DType::f32, {3, 33}});
+      },
+      "weight [32]");
   const TensorDesc short_x{DType::bf16, {2, 33}};
-  expect_invalid([&] { check_residual_rms_norm(h, &short_x, {DType::f32, {33}}, {DType::f32, {3, 33}}); },
-                 "x [2, 33]");
-  expect_invalid([&] { check_residual_rms_norm({DType::f32, {3, 0}}, nullptr, {DType::f32, {0}}, {DType::f32, {3, 0}}); },
-                 "width 0");
+  expect_invalid(
+      [&] {
+        check_residual_rms_norm(h, &short_x, {DType::f32, {33}}, {DType::f32, {3, 33}});
+      },
+      "x [2, 33]");
+  expect_invalid(
+      [&] {
+        check_residual_rms_norm({DType::f32, {3, 0}}, nullptr, {DType::f32, {0}},
+                                {DType::f32, {3, 0}});
+      },
+      "width 0");
   EXPECT_EQ(check_rope({DType::bf16, {17, 3, 128}}, 128), 17);
   expect_invalid([] { check_rope({DType::bf16, {17, 384}}, 128); }, "[tokens, heads, 128]");
   expect_invalid([] { check_rope({DType::bf16, {1, 1, 512}}, 512); }, "above the kernel");
@@ -118,9 +151,16 @@ TEST(CudaHost, ElementwiseChecksNameTheArgumentAtFault) {
 }
 
 TEST(CudaHost, EmbeddingChecksIdsBeforeTouchingTheDevice) {
-  expect_invalid([] { check_embedding({DType::bf16, {100}}, 3, {DType::f32, {3, 100}}); }, "rank 2");
-  expect_invalid([] { check_embedding({DType::bf16, {100, 33}}, 3, {DType::f32, {4, 33}}); },
-                 "must be [3, 33]");
+  expect_invalid(
+      [] {
+        check_embedding({DType::bf16, {100}}, 3, {DType::f32, {3, 100}});
+      },
+      "rank 2");
+  expect_invalid(
+      [] {
+        check_embedding({DType::bf16, {100, 33}}, 3, {DType::f32, {4, 33}});
+      },
+      "must be [3, 33]");
   const std::vector<std::int32_t> good{0, 99, 5};
   check_token_ids(good, 100);
   const std::vector<std::int32_t> high{0, 99, 100};
@@ -138,10 +178,12 @@ TEST(CudaHost, DeviceSamplerValidatesItsParameters) {
   EXPECT_EQ(test::capture_error([&] { DeviceSampler{params}; }).kind(), ErrorKind::unsupported);
   params.top_k = 0;
   params.top_p = 0.0f;
-  EXPECT_EQ(test::capture_error([&] { DeviceSampler{params}; }).kind(), ErrorKind::invalid_argument);
+  EXPECT_EQ(test::capture_error([&] { DeviceSampler{params}; }).kind(),
+            ErrorKind::invalid_argument);
   params.top_p = 1.0f;
   params.temperature = -1.0f;
-  EXPECT_EQ(test::capture_error([&] { DeviceSampler{params}; }).kind(), ErrorKind::invalid_argument);
+  EXPECT_EQ(test::capture_error([&] { DeviceSampler{params}; }).kind(),
+            ErrorKind::invalid_argument);
 }
 
 }  // namespace

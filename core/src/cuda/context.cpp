@@ -49,6 +49,8 @@ Context::~Context() {
   static_cast<void>(cudaStreamDestroy(stream_));
 }
 
-void Context::synchronize() const { LWM_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void Context::synchronize() const {
+  LWM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
 
 }  // namespace lwm::cuda

@@ -35,8 +35,8 @@ DeviceTensor DeviceTensor::upload(const Tensor& host, cudaStream_t stream) {
 Tensor DeviceTensor::download() const {
   Tensor host = Tensor::zeros(dtype_, shape_);
   if (nbytes() > 0) {
-    LWM_CUDA_CHECK(cudaMemcpyAsync(host.mutable_raw(), data(), nbytes(), cudaMemcpyDeviceToHost,
-                                   stream_));
+    LWM_CUDA_CHECK(
+        cudaMemcpyAsync(host.mutable_raw(), data(), nbytes(), cudaMemcpyDeviceToHost, stream_));
   }
   LWM_CUDA_CHECK(cudaStreamSynchronize(stream_));
   return host;

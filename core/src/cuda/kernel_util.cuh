@@ -15,9 +15,15 @@
 
 namespace lwm::cuda {
 
-__device__ __forceinline__ float to_f32(float v) { return v; }
-__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_f32(float v) {
+  return v;
+}
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+__device__ __forceinline__ float to_f32(__half v) {
+  return __half2float(v);
+}
 
 template <typename T>
 __device__ __forceinline__ T from_f32(float v);
@@ -37,7 +43,8 @@ __device__ __forceinline__ __half from_f32<__half>(float v) {
 // Sum of `value` over the block (blockDim.x a multiple of 32, at most 1024); every thread gets
 // the result. `scratch` holds 32 floats; the call synchronizes the block twice.
 __device__ __forceinline__ float block_sum(float value, float* scratch) {
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
+  for (int offset = 16; offset > 0; offset /= 2)
+    value += __shfl_xor_sync(0xffffffffu, value, offset);
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
   __syncthreads();  // scratch may still be read by a previous call
@@ -45,7 +52,8 @@ __device__ __forceinline__ float block_sum(float value, float* scratch) {
   __syncthreads();
   const int warps = static_cast<int>(blockDim.x) / 32;
   value = lane < warps ? scratch[lane] : 0.0f;
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
+  for (int offset = 16; offset > 0; offset /= 2)
+    value += __shfl_xor_sync(0xffffffffu, value, offset);
   return value;
 }
 

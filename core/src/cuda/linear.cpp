@@ -82,10 +82,10 @@ void linear(Context& ctx, const DeviceTensor& x, const DeviceLinear& w, DeviceTe
   LWM_CUBLAS_CHECK(cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t trans_a = plan.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t trans_b = CUBLAS_OP_N;
-  LWM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a,
-                                                  sizeof trans_a));
-  LWM_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b,
-                                                  sizeof trans_b));
+  LWM_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof trans_a));
+  LWM_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof trans_b));
   // A as stored: [m, k] column-major, or [k, m] when it is read transposed.
   const std::int64_t a_rows = plan.transpose_a ? plan.k : plan.m;
   const std::int64_t a_cols = plan.transpose_a ? plan.m : plan.k;
@@ -93,8 +93,12 @@ void linear(Context& ctx, const DeviceTensor& x, const DeviceLinear& w, DeviceTe
   LWM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.b, ab_type, u64(plan.k), u64(plan.n), plan.ldb));
   LWM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.c, c_type, u64(plan.m), u64(plan.n), plan.ldc));
 
-  const Context::GemmKey key{static_cast<int>(plan.transpose_a), plan.m, plan.n, plan.k,
-                             static_cast<int>(ab_type), static_cast<int>(c_type)};
+  const Context::GemmKey key{static_cast<int>(plan.transpose_a),
+                             plan.m,
+                             plan.n,
+                             plan.k,
+                             static_cast<int>(ab_type),
+                             static_cast<int>(c_type)};
   auto& algorithms = ctx.gemm_algorithms();
   auto found = algorithms.find(key);
   if (found == algorithms.end()) {
@@ -132,10 +136,10 @@ void linear(Context& ctx, const DeviceTensor& x, const DeviceLinear& w, DeviceTe
                     std::to_string(ctx.device()) + " and is too large for cublasGemmEx");
   }
   const auto i32 = [](std::int64_t v) { return static_cast<int>(v); };
-  LWM_CUBLAS_CHECK(cublasGemmEx(ctx.blas(), trans_a, trans_b, i32(plan.m), i32(plan.n),
-                                i32(plan.k), &alpha, w.weight.data(), ab_type, i32(plan.lda),
-                                x.data(), ab_type, i32(plan.ldb), &beta, y.data(), c_type,
-                                i32(plan.ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  LWM_CUBLAS_CHECK(cublasGemmEx(ctx.blas(), trans_a, trans_b, i32(plan.m), i32(plan.n), i32(plan.k),
+                                &alpha, w.weight.data(), ab_type, i32(plan.lda), x.data(), ab_type,
+                                i32(plan.ldb), &beta, y.data(), c_type, i32(plan.ldc),
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace lwm::cuda

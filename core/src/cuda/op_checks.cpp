@@ -92,9 +92,8 @@ void check_embedding(const TensorDesc& table, std::int64_t count, const TensorDe
 void check_token_ids(std::span<const std::int32_t> ids, std::int64_t vocab) {
   for (std::size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] < 0 || ids[i] >= vocab) {
-      fail("embedding", "token id " + std::to_string(ids[i]) + " at position " +
-                            std::to_string(i) + " is outside the vocabulary of " +
-                            std::to_string(vocab));
+      fail("embedding", "token id " + std::to_string(ids[i]) + " at position " + std::to_string(i) +
+                            " is outside the vocabulary of " + std::to_string(vocab));
     }
   }
 }

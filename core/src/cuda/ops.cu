@@ -19,7 +19,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-TensorDesc desc(const DeviceTensor& t) { return {t.dtype(), t.shape()}; }
+TensorDesc desc(const DeviceTensor& t) {
+  return {t.dtype(), t.shape()};
+}
 
 // ---------------------------------------------------------------------------------------------
 // Element-wise
@@ -75,8 +77,8 @@ __global__ void residual_rms_norm_kernel(R* h, const X* x, const W* weight, O* o
   const float total = block_sum(squares, scratch);
   if (threadIdx.x == 0) {
     // As the CPU backend: the reciprocal root in double, rounded once to float.
-    inverse = static_cast<float>(1.0 / sqrt(static_cast<double>(total) / static_cast<double>(n) +
-                                            static_cast<double>(eps)));
+    inverse = static_cast<float>(
+        1.0 / sqrt(static_cast<double>(total) / static_cast<double>(n) + static_cast<double>(eps)));
   }
   __syncthreads();
   const float inv = inverse;
@@ -85,7 +87,9 @@ __global__ void residual_rms_norm_kernel(R* h, const X* x, const W* weight, O* o
   }
 }
 
-int norm_threads(std::int64_t n) { return n >= 4096 ? 512 : (n >= 1024 ? 256 : 128); }
+int norm_threads(std::int64_t n) {
+  return n >= 4096 ? 512 : (n >= 1024 ? 256 : 128);
+}
 
 // ---------------------------------------------------------------------------------------------
 // RoPE: one block per token. The block first forms the token's head_dim/2 cos/sin pairs in shared
@@ -103,12 +107,11 @@ __global__ void rope_kernel(T* x, int heads, int head_dim, InverseFrequencies in
   __shared__ float cos_table[kMaxRopeHeadDim / 2];
   __shared__ float sin_table[kMaxRopeHeadDim / 2];
   const std::int64_t token = blockIdx.x;
-  const std::int64_t position =
-      position_offset + (positions != nullptr ? positions[token] : token);
+  const std::int64_t position = position_offset + (positions != nullptr ? positions[token] : token);
   const int half = head_dim / 2;
   for (int i = static_cast<int>(threadIdx.x); i < half; i += static_cast<int>(blockDim.x)) {
-    const float angle = static_cast<float>(static_cast<double>(position) *
-                                           static_cast<double>(inv_freq.value[i]));
+    const float angle =
+        static_cast<float>(static_cast<double>(position) * static_cast<double>(inv_freq.value[i]));
     double s = 0.0;
     double c = 0.0;
     sincos(static_cast<double>(angle), &s, &c);
@@ -137,8 +140,7 @@ __global__ void rope_kernel(T* x, int heads, int head_dim, InverseFrequencies in
 
 template <typename Table, typename O>
 __global__ void embedding_kernel(const Table* table, const std::int32_t* ids, std::int64_t dim,
-                                 std::int64_t vocab, O* out,
-                                 unsigned long long* first_bad) {
+                                 std::int64_t vocab, O* out, unsigned long long* first_bad) {
   const std::int64_t row = blockIdx.x;
   const std::int32_t id = ids[row];
   O* destination = out + row * dim;
@@ -190,9 +192,8 @@ void add(Context& ctx, DeviceTensor& y, const DeviceTensor& x) {
 void residual_rms_norm(Context& ctx, DeviceTensor& residual, const DeviceTensor* x,
                        const DeviceTensor& weight, float eps, DeviceTensor& out) {
   const TensorDesc x_desc = x != nullptr ? desc(*x) : TensorDesc{};
-  const std::int64_t n =
-      check_residual_rms_norm(desc(residual), x != nullptr ? &x_desc : nullptr, desc(weight),
-                              desc(out));
+  const std::int64_t n = check_residual_rms_norm(desc(residual), x != nullptr ? &x_desc : nullptr,
+                                                 desc(weight), desc(out));
   if (out.data() == residual.data() || (x != nullptr && out.data() == x->data())) {
     throw Error(ErrorKind::invalid_argument,
                 "CUDA residual_rms_norm: out must not alias the residual or x (use a separate "
@@ -281,13 +282,13 @@ void embedding(Context& ctx, const DeviceTensor& table, const std::int32_t* devi
   first_bad.download(&bad, 1);
   if (bad != std::numeric_limits<unsigned long long>::max()) {
     std::int32_t id = 0;
-    LWM_CUDA_CHECK(cudaMemcpyAsync(&id, device_ids + bad, sizeof id, cudaMemcpyDeviceToHost,
-                                   ctx.stream()));
+    LWM_CUDA_CHECK(
+        cudaMemcpyAsync(&id, device_ids + bad, sizeof id, cudaMemcpyDeviceToHost, ctx.stream()));
     ctx.synchronize();
-    throw Error(ErrorKind::invalid_argument,
-                "CUDA embedding: token id " + std::to_string(id) + " at position " +
-                    std::to_string(bad) + " is outside the vocabulary of " +
-                    std::to_string(table.dim(0)));
+    throw Error(ErrorKind::invalid_argument, "CUDA embedding: token id " + std::to_string(id) +
+                                                 " at position " + std::to_string(bad) +
+                                                 " is outside the vocabulary of " +
+                                                 std::to_string(table.dim(0)));
   }
 }
 

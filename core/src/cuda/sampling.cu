@@ -205,7 +205,9 @@ __global__ void sample_kernel(const T* logits, int vocab, float inverse_temperat
   if (threadIdx.x == 0) ids[row_index] = chosen;
 }
 
-TensorDesc desc(const DeviceTensor& t) { return {t.dtype(), t.shape()}; }
+TensorDesc desc(const DeviceTensor& t) {
+  return {t.dtype(), t.shape()};
+}
 
 }  // namespace
 

@@ -36,19 +36,23 @@
 namespace lwm::cuda {
 namespace {
 
-constexpr double kU = 1.0 / (1 << 24);     // float32 unit roundoff
-constexpr double kBf16 = 1.0 / (1 << 8);   // one bf16 rounding, with a factor 2 of margin
+constexpr double kU = 1.0 / (1 << 24);    // float32 unit roundoff
+constexpr double kBf16 = 1.0 / (1 << 8);  // one bf16 rounding, with a factor 2 of margin
 
 Context& context() {
   static const std::unique_ptr<Context> ctx = std::make_unique<Context>(0);
   return *ctx;
 }
 
-std::string seed_trace() { return "LWM_TEST_SEED=" + std::to_string(test::test_seed()); }
+std::string seed_trace() {
+  return "LWM_TEST_SEED=" + std::to_string(test::test_seed());
+}
 
 // Values as stored in `dtype` (what the GPU reads), widened back to float.
 std::vector<float> stored(const std::vector<float>& values, DType dtype) {
-  return Tensor::from_floats({static_cast<std::int64_t>(values.size())}, values).to(dtype).to_floats();
+  return Tensor::from_floats({static_cast<std::int64_t>(values.size())}, values)
+      .to(dtype)
+      .to_floats();
 }
 
 DeviceTensor on_device(const std::vector<float>& values, DType dtype, Shape shape) {
@@ -56,11 +60,15 @@ DeviceTensor on_device(const std::vector<float>& values, DType dtype, Shape shap
                               context().stream());
 }
 
-std::vector<float> on_host(const DeviceTensor& t) { return t.download().to_floats(); }
+std::vector<float> on_host(const DeviceTensor& t) {
+  return t.download().to_floats();
+}
 
 using test::expect_within;
 
-const char* name(DType d) { return dtype_name(d); }
+const char* name(DType d) {
+  return dtype_name(d);
+}
 
 // --- linear -----------------------------------------------------------------------------------
 
@@ -74,17 +82,22 @@ TEST(CudaOps, LinearMatchesCpuAndDoubleForBothLayouts) {
   struct Types {
     DType ab, y;
   };
-  for (const Case c : {Case{1, 7, 33}, Case{3, 33, 7}, Case{17, 4096 + 3, 65}, Case{64, 256, 4096 + 8}}) {
+  for (const Case c :
+       {Case{1, 7, 33}, Case{3, 33, 7}, Case{17, 4096 + 3, 65}, Case{64, 256, 4096 + 8}}) {
     for (const MatrixLayout layout : {MatrixLayout::in_out, MatrixLayout::out_in}) {
       for (const Types t : {Types{DType::bf16, DType::f32}, Types{DType::bf16, DType::bf16},
                             Types{DType::f32, DType::f32}}) {
-        SCOPED_TRACE("m=" + std::to_string(c.m) + " in=" + std::to_string(c.in) + " out=" +
-                     std::to_string(c.out) + (layout == MatrixLayout::in_out ? " in_out " : " out_in ") +
-                     name(t.ab) + "->" + name(t.y));
+        SCOPED_TRACE("m=" + std::to_string(c.m) + " in=" + std::to_string(c.in) +
+                     " out=" + std::to_string(c.out) +
+                     (layout == MatrixLayout::in_out ? " in_out " : " out_in ") + name(t.ab) +
+                     "->" + name(t.y));
         const auto x = stored(test::random_normal(static_cast<std::size_t>(c.m * c.in), rng), t.ab);
-        const Shape w_shape = layout == MatrixLayout::in_out ? Shape{c.in, c.out} : Shape{c.out, c.in};
-        const Tensor w = Tensor::from_floats(
-            w_shape, test::random_normal(static_cast<std::size_t>(c.in * c.out), rng, 0.05f)).to(t.ab);
+        const Shape w_shape =
+            layout == MatrixLayout::in_out ? Shape{c.in, c.out} : Shape{c.out, c.in};
+        const Tensor w =
+            Tensor::from_floats(
+                w_shape, test::random_normal(static_cast<std::size_t>(c.in * c.out), rng, 0.05f))
+                .to(t.ab);
         const Linear host{w, layout};
 
         Context& ctx = context();
@@ -105,8 +118,9 @@ TEST(CudaOps, LinearMatchesCpuAndDoubleForBothLayouts) {
           for (std::int64_t o = 0; o < c.out; ++o) {
             double sum = 0.0, magnitude = 0.0;
             for (std::int64_t i = 0; i < c.in; ++i) {
-              const double wv = layout == MatrixLayout::in_out ? wf[static_cast<std::size_t>(i * c.out + o)]
-                                                               : wf[static_cast<std::size_t>(o * c.in + i)];
+              const double wv = layout == MatrixLayout::in_out
+                                    ? wf[static_cast<std::size_t>(i * c.out + o)]
+                                    : wf[static_cast<std::size_t>(o * c.in + i)];
               const double p = static_cast<double>(x[static_cast<std::size_t>(r * c.in + i)]) * wv;
               sum += p;
               magnitude += std::fabs(p);
@@ -160,7 +174,8 @@ TEST(CudaOps, ResidualRmsNormMatchesCpuAndDouble) {
         const auto h = stored(test::random_normal(count, rng, 3.0f), t.residual);
         const auto x = stored(test::random_normal(count, rng), t.x);
         const Tensor weight =
-            Tensor::from_floats({n}, test::random_normal(static_cast<std::size_t>(n), rng)).to(t.weight);
+            Tensor::from_floats({n}, test::random_normal(static_cast<std::size_t>(n), rng))
+                .to(t.weight);
         const std::vector<float> gain = weight.to_floats();
 
         Context& ctx = context();
@@ -181,17 +196,19 @@ TEST(CudaOps, ResidualRmsNormMatchesCpuAndDouble) {
         expect_within(new_h, sum, sum_bound, "residual h + x");
 
         // The norm of the stored residual, in double. Float32 errors: the sum of squares (per
-        // thread ≤ 9 terms, then a 512-wide tree: ≤ 18u relative), the root (≤ 9u + 1u), the two
-        // products (2u): 32u covers it; a bf16 output adds one rounding.
+        // thread ≤ 9 terms, then a 512-wide tree: ≤ 18u relative), the root (≤ 9u + 1u), the
+        // two products (2u): 32u covers it; a bf16 output adds one rounding.
         std::vector<double> expected(count), bound(count);
         for (std::int64_t r = 0; r < rows; ++r) {
           double squares = 0.0;
-          for (std::int64_t i = 0; i < n; ++i) squares += static_cast<double>(new_h[r * n + i]) * new_h[r * n + i];
+          for (std::int64_t i = 0; i < n; ++i)
+            squares += static_cast<double>(new_h[r * n + i]) * new_h[r * n + i];
           const double inv = 1.0 / std::sqrt(squares / static_cast<double>(n) + eps);
           for (std::int64_t i = 0; i < n; ++i) {
             const auto k = static_cast<std::size_t>(r * n + i);
             expected[k] = new_h[k] * inv * gain[static_cast<std::size_t>(i)];
-            bound[k] = (32 * kU + (t.out == DType::bf16 ? kBf16 : 0.0)) * std::fabs(expected[k]) + 1e-30;
+            bound[k] =
+                (32 * kU + (t.out == DType::bf16 ? kBf16 : 0.0)) * std::fabs(expected[k]) + 1e-30;
           }
         }
         expect_within(out, expected, bound, "GPU norm vs fp64");
@@ -212,8 +229,9 @@ TEST(CudaOps, ResidualRmsNormRejectsAliasingAndWrongWeights) {
   const DeviceTensor good(DType::f32, {33}, ctx.stream());
   const DeviceTensor bad(DType::f32, {32}, ctx.stream());
   DeviceTensor out(DType::bf16, {3, 33}, ctx.stream());
-  EXPECT_EQ(test::capture_error([&] { residual_rms_norm(ctx, h, nullptr, bad, 1e-5f, out); }).kind(),
-            ErrorKind::invalid_argument);
+  EXPECT_EQ(
+      test::capture_error([&] { residual_rms_norm(ctx, h, nullptr, bad, 1e-5f, out); }).kind(),
+      ErrorKind::invalid_argument);
   EXPECT_EQ(test::capture_error([&] { residual_rms_norm(ctx, h, nullptr, good, 1e-5f, h); }).kind(),
             ErrorKind::invalid_argument);
 }
@@ -234,8 +252,8 @@ TEST(CudaOps, RopeMatchesCpuRopeWithPositionOffsetsAndArrays) {
             for (const DType dtype : {DType::f32, DType::bf16}) {
               const std::int64_t heads = tokens == 3 ? 1 : 3;
               SCOPED_TRACE("d=" + std::to_string(head_dim) +
-                           (pairing == RopePairing::half ? " half" : " interleaved") +
-                           " tokens=" + std::to_string(tokens) + " offset=" + std::to_string(offset) +
+                           (pairing == RopePairing::half ? " half" : " interleaved") + " tokens=" +
+                           std::to_string(tokens) + " offset=" + std::to_string(offset) +
                            (explicit_positions ? " positions" : "") + " " + name(dtype));
               const auto count = static_cast<std::size_t>(tokens * heads * head_dim);
               const auto x = stored(test::random_normal(count, rng), dtype);
@@ -272,11 +290,13 @@ TEST(CudaOps, RopeMatchesCpuRopeWithPositionOffsetsAndArrays) {
                 for (std::int64_t h = 0; h < heads; ++h) {
                   const std::size_t base = static_cast<std::size_t>((t * heads + h) * head_dim);
                   for (std::int64_t i = 0; i < half; ++i) {
-                    const auto angle = static_cast<float>(static_cast<double>(positions[t]) * inv[i]);
+                    const auto angle =
+                        static_cast<float>(static_cast<double>(positions[t]) * inv[i]);
                     const double c = std::cos(static_cast<double>(angle));
                     const double s = std::sin(static_cast<double>(angle));
                     const std::size_t a = base + (pairing == RopePairing::interleaved ? 2 * i : i);
-                    const std::size_t b = base + (pairing == RopePairing::interleaved ? 2 * i + 1 : i + half);
+                    const std::size_t b =
+                        base + (pairing == RopePairing::interleaved ? 2 * i + 1 : i + half);
                     expected[a] = x[a] * c - x[b] * s;
                     expected[b] = x[a] * s + x[b] * c;
                     const double scale = std::fabs(x[a]) + std::fabs(x[b]);
@@ -302,7 +322,8 @@ TEST(CudaOps, RopeRejectsAHeadDimensionThatIsNotTheRotarys) {
   Context& ctx = context();
   const RotaryEmbedding rotary(64, 10000.0, RopePairing::interleaved);
   DeviceTensor x(DType::bf16, {3, 2, 128}, ctx.stream());
-  EXPECT_EQ(test::capture_error([&] { rope(ctx, x, rotary, 0); }).kind(), ErrorKind::invalid_argument);
+  EXPECT_EQ(test::capture_error([&] { rope(ctx, x, rotary, 0); }).kind(),
+            ErrorKind::invalid_argument);
 }
 
 // --- SwiGLU and add ---------------------------------------------------------------------------
@@ -333,12 +354,14 @@ TEST(CudaOps, SwigluMatchesCpuAndDoubleIncludingInPlace) {
         for (std::size_t i = 0; i < count; ++i) {
           const double g = gate[i];
           expected[i] = g / (1.0 + std::exp(-g)) * up[i];
-          bound[i] = (8 * kU + (dtype == DType::bf16 ? kBf16 : 0.0)) * std::fabs(expected[i]) + 1e-37;
+          bound[i] =
+              (8 * kU + (dtype == DType::bf16 ? kBf16 : 0.0)) * std::fabs(expected[i]) + 1e-37;
         }
         expect_within(gpu, expected, bound, "GPU vs fp64");
         // The CPU writes float32: its own bound is the float32 part only.
         std::vector<double> cpu_bound(count);
-        for (std::size_t i = 0; i < count; ++i) cpu_bound[i] = 8 * kU * std::fabs(expected[i]) + 1e-37;
+        for (std::size_t i = 0; i < count; ++i)
+          cpu_bound[i] = 8 * kU * std::fabs(expected[i]) + 1e-37;
         expect_within(cpu, expected, cpu_bound, "CPU vs fp64");
       }
     }
@@ -391,8 +414,10 @@ TEST(CudaOps, EmbeddingMatchesCpuExactlyFromHostAndDeviceIds) {
         const std::int64_t dim = count == 17 ? 4096 + 3 : 33;
         SCOPED_TRACE(std::string("table ") + name(table_type) + " out " + name(out_type) +
                      " ids=" + std::to_string(count) + " dim=" + std::to_string(dim));
-        const Tensor table = Tensor::from_floats(
-            {vocab, dim}, test::random_normal(static_cast<std::size_t>(vocab * dim), rng)).to(table_type);
+        const Tensor table =
+            Tensor::from_floats({vocab, dim},
+                                test::random_normal(static_cast<std::size_t>(vocab * dim), rng))
+                .to(table_type);
         std::uniform_int_distribution<std::int32_t> pick(0, static_cast<std::int32_t>(vocab - 1));
         std::vector<std::int32_t> ids(static_cast<std::size_t>(count));
         for (auto& id : ids) id = pick(rng);
@@ -428,14 +453,16 @@ TEST(CudaOps, EmbeddingReportsOutOfRangeIdsAsErrors) {
   const std::vector<std::int32_t> host_ids{1, 10, 2};
   Error error = test::capture_error([&] { embedding(ctx, table, host_ids, out); });
   EXPECT_EQ(error.kind(), ErrorKind::invalid_argument);
-  EXPECT_NE(std::string(error.what()).find("token id 10 at position 1"), std::string::npos) << error.what();
+  EXPECT_NE(std::string(error.what()).find("token id 10 at position 1"), std::string::npos)
+      << error.what();
 
   const std::vector<std::int32_t> device_values{3, -4, 12};
   DeviceBuffer<std::int32_t> device_ids(3, ctx.stream());
   device_ids.upload(device_values.data(), 3);
   error = test::capture_error([&] { embedding(ctx, table, device_ids.data(), 3, out); });
   EXPECT_EQ(error.kind(), ErrorKind::invalid_argument);
-  EXPECT_NE(std::string(error.what()).find("token id -4 at position 1"), std::string::npos) << error.what();
+  EXPECT_NE(std::string(error.what()).find("token id -4 at position 1"), std::string::npos)
+      << error.what();
   // The device is still healthy: a valid lookup works afterwards.
   const std::vector<std::int32_t> fine{0, 9, 5};
   EXPECT_NO_THROW(embedding(ctx, table, fine, out));
@@ -489,7 +516,8 @@ TEST(CudaOps, ArgmaxMatchesTheCpuSamplerIncludingTiesAndNans) {
   for (const std::int64_t rows : {1, 3, 17}) {
     for (const std::int64_t vocab : {1, 7, 32000 + 1}) {
       for (const DType dtype : {DType::f32, DType::bf16}) {
-        SCOPED_TRACE("rows=" + std::to_string(rows) + " vocab=" + std::to_string(vocab) + " " + name(dtype));
+        SCOPED_TRACE("rows=" + std::to_string(rows) + " vocab=" + std::to_string(vocab) + " " +
+                     name(dtype));
         auto logits = test::random_normal(static_cast<std::size_t>(rows * vocab), rng, 3.0f);
         std::uniform_int_distribution<std::int64_t> column(0, vocab - 1);
         for (std::int64_t r = 0; r < rows; ++r) {
@@ -510,7 +538,8 @@ TEST(CudaOps, ArgmaxMatchesTheCpuSamplerIncludingTiesAndNans) {
         ids.download(gpu.data(), rows);
         for (std::int64_t r = 0; r < rows; ++r) {
           Sampler greedy(SamplingParams{});
-          const auto cpu = greedy.sample({logits.data() + r * vocab, static_cast<std::size_t>(vocab)});
+          const auto cpu =
+              greedy.sample({logits.data() + r * vocab, static_cast<std::size_t>(vocab)});
           EXPECT_EQ(gpu[static_cast<std::size_t>(r)], cpu) << "row " << r;
         }
       }
@@ -523,13 +552,15 @@ std::vector<double> probabilities(const std::vector<float>& logits, double tempe
   const double top = *std::max_element(logits.begin(), logits.end());
   std::vector<double> p(logits.size());
   double total = 0.0;
-  for (std::size_t i = 0; i < p.size(); ++i) total += p[i] = std::exp((logits[i] - top) / temperature);
+  for (std::size_t i = 0; i < p.size(); ++i)
+    total += p[i] = std::exp((logits[i] - top) / temperature);
   for (auto& v : p) v /= total;
   return p;
 }
 
 // Pearson's chi-square of `counts` against probabilities `p` (cells with p = 0 must be empty).
-double chi_square(const std::vector<std::int64_t>& counts, const std::vector<double>& p, std::int64_t draws) {
+double chi_square(const std::vector<std::int64_t>& counts, const std::vector<double>& p,
+                  std::int64_t draws) {
   double chi = 0.0;
   for (std::size_t i = 0; i < p.size(); ++i) {
     if (p[i] == 0.0) {
@@ -537,7 +568,8 @@ double chi_square(const std::vector<std::int64_t>& counts, const std::vector<dou
       continue;
     }
     const double expected = p[i] * static_cast<double>(draws);
-    chi += (static_cast<double>(counts[i]) - expected) * (static_cast<double>(counts[i]) - expected) / expected;
+    chi += (static_cast<double>(counts[i]) - expected) *
+           (static_cast<double>(counts[i]) - expected) / expected;
   }
   return chi;
 }
@@ -608,7 +640,8 @@ TEST(CudaOps, SamplingAtTemperatureZeroIsArgmaxOnLargeVocabularies) {
   // One clear maximum per row: bf16 rounding would otherwise tie the top values, and a sampler
   // may pick any of a tie.
   std::uniform_int_distribution<std::int64_t> column(0, vocab - 1);
-  for (std::int64_t r = 0; r < rows; ++r) logits[static_cast<std::size_t>(r * vocab + column(rng))] = 8.0f;
+  for (std::int64_t r = 0; r < rows; ++r)
+    logits[static_cast<std::size_t>(r * vocab + column(rng))] = 8.0f;
   logits = stored(logits, DType::bf16);
   Context& ctx = context();
   const DeviceTensor dlogits = on_device(logits, DType::bf16, {rows, vocab});
@@ -651,7 +684,8 @@ TEST(CudaOps, FeedForwardBlockMatchesTheCpuBackend) {
   const auto h0 = test::random_normal(count, rng, 2.0f);
   const auto attention_out = stored(test::random_normal(count, rng), DType::bf16);
   const auto bf16_tensor = [&](Shape shape, float scale) {
-    return Tensor::from_floats(shape, test::random_normal(static_cast<std::size_t>(shape_numel(shape)), rng, scale))
+    return Tensor::from_floats(
+               shape, test::random_normal(static_cast<std::size_t>(shape_numel(shape)), rng, scale))
         .to(DType::bf16);
   };
   const Tensor norm_weight = bf16_tensor({hidden}, 1.0f);
@@ -726,7 +760,8 @@ TEST(CudaOps, FeedForwardBlockMatchesTheCpuBackend) {
       }
       const auto k = static_cast<std::size_t>(t * hidden + o);
       // Plus float32 accumulation (inner·u of the magnitude) and the residual's own roundings.
-      bound[k] = change + static_cast<double>(inner) * kU * magnitude + 4 * kU * std::fabs(expected[k]) + 1e-30;
+      bound[k] = change + static_cast<double>(inner) * kU * magnitude +
+                 4 * kU * std::fabs(expected[k]) + 1e-30;
     }
   }
   expect_within(gpu, expected, bound, "feed-forward block, GPU vs CPU");

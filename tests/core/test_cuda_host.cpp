@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/device_tensor.h"
 #include "cuda/op_checks.h"
 #include "cuda/sampling.h"
 #include "lwm/error.h"
@@ -184,6 +185,28 @@ TEST(CudaHost, DeviceSamplerValidatesItsParameters) {
   params.temperature = -1.0f;
   EXPECT_EQ(test::capture_error([&] { DeviceSampler{params}; }).kind(),
             ErrorKind::invalid_argument);
+}
+
+TEST(CudaHost, DeviceTensorViewsSliceRowsWithoutTouchingTheDevice) {
+  // The views only do pointer arithmetic; the address is a host array's and never dereferenced.
+  alignas(256) static std::byte fake[5 * 33 * 2];
+  DeviceTensor whole = DeviceTensor::view(DType::bf16, {5, 33}, fake, nullptr);
+  EXPECT_FALSE(whole.owns_memory());
+  EXPECT_EQ(whole.nbytes(), sizeof fake);
+  DeviceTensor rows = whole.slice_rows(1, 4);
+  EXPECT_EQ(rows.shape(), (Shape{3, 33}));
+  EXPECT_EQ(rows.data(), fake + 66);  // one row of 33 bf16 values in
+  EXPECT_EQ(whole.slice_rows(5, 5).numel(), 0);
+  EXPECT_EQ(whole.reshaped({165}).shape(), (Shape{165}));
+  expect_invalid([&] { whole.slice_rows(2, 6); }, "[5, 33]");
+  expect_invalid([&] { whole.slice_rows(3, 2); }, "rows [3, 2)");
+  expect_invalid([&] { whole.reshaped({33, 4}); }, "as [33, 4]");
+  expect_invalid([] { DeviceTensor::view(DType::f32, {2, -1}, nullptr, nullptr); }, "negative");
+  // Moving hands the memory over and leaves the source empty.
+  DeviceTensor moved = std::move(rows);
+  EXPECT_EQ(moved.data(), fake + 66);
+  EXPECT_EQ(rows.data(),
+            nullptr);          // NOLINT(bugprone-use-after-move): checking the moved-from state
 }
 
 }  // namespace

@@ -38,7 +38,8 @@ class Context {
 
   // The cuBLASLt algorithm found for each GEMM, or none when cuBLAS's own GEMM serves that shape
   // (cuda/linear.cpp fills and reads it).
-  using GemmKey = std::tuple<int, std::int64_t, std::int64_t, std::int64_t, int, int>;
+  // (transpose A, m, n, k, A/B type, C type, the pointers' alignments packed in one int)
+  using GemmKey = std::tuple<int, std::int64_t, std::int64_t, std::int64_t, int, int, int>;
   using GemmChoice = std::optional<cublasLtMatmulAlgo_t>;
   std::map<GemmKey, GemmChoice>& gemm_algorithms() noexcept { return algorithms_; }
 

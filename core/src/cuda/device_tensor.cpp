@@ -8,17 +8,80 @@
 
 namespace lwm::cuda {
 
-DeviceTensor::DeviceTensor(DType dtype, Shape shape, cudaStream_t stream)
-    : dtype_(dtype),
-      shape_(std::move(shape)),
-      stream_(stream),
-      buffer_(shape_numel(shape_) * static_cast<std::int64_t>(dtype_size(dtype)), stream) {
-  for (const std::int64_t extent : shape_) {
+namespace {
+
+void check_extents(const Shape& shape) {
+  for (const std::int64_t extent : shape) {
     if (extent < 0) {
       throw Error(ErrorKind::invalid_argument,
-                  "device tensor shape " + shape_string(shape_) + " has a negative extent");
+                  "device tensor shape " + shape_string(shape) + " has a negative extent");
     }
   }
+}
+
+}  // namespace
+
+DeviceTensor::DeviceTensor(DType dtype, Shape shape, cudaStream_t stream)
+    : dtype_(dtype), shape_(std::move(shape)), stream_(stream) {
+  check_extents(shape_);  // before allocating: a negative count would wrap
+  buffer_ = DeviceBuffer<std::byte>(
+      shape_numel(shape_) * static_cast<std::int64_t>(dtype_size(dtype)), stream);
+  data_ = buffer_.data();
+}
+
+DeviceTensor::DeviceTensor(DeviceTensor&& other) noexcept
+    : dtype_(other.dtype_),
+      shape_(std::move(other.shape_)),
+      stream_(other.stream_),
+      data_(other.data_),
+      buffer_(std::move(other.buffer_)) {
+  other.shape_.clear();
+  other.data_ = nullptr;
+}
+
+DeviceTensor& DeviceTensor::operator=(DeviceTensor&& other) noexcept {
+  if (this != &other) {
+    dtype_ = other.dtype_;
+    shape_ = std::move(other.shape_);
+    stream_ = other.stream_;
+    data_ = other.data_;
+    buffer_ = std::move(other.buffer_);
+    other.shape_.clear();
+    other.data_ = nullptr;
+  }
+  return *this;
+}
+
+DeviceTensor DeviceTensor::view(DType dtype, Shape shape, void* data, cudaStream_t stream) {
+  check_extents(shape);
+  DeviceTensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.stream_ = stream;
+  t.data_ = data;
+  return t;
+}
+
+DeviceTensor DeviceTensor::slice_rows(std::int64_t begin, std::int64_t end) {
+  if (rank() == 0 || begin < 0 || end < begin || end > shape_[0]) {
+    throw Error(ErrorKind::invalid_argument,
+                "rows [" + std::to_string(begin) + ", " + std::to_string(end) +
+                    ") out of range for device tensor " + shape_string(shape_));
+  }
+  Shape rows = shape_;
+  rows[0] = end - begin;
+  const std::size_t row_bytes = shape_[0] == 0 ? 0 : nbytes() / static_cast<std::size_t>(shape_[0]);
+  return view(dtype_, std::move(rows),
+              static_cast<std::byte*>(data_) + static_cast<std::size_t>(begin) * row_bytes,
+              stream_);
+}
+
+DeviceTensor DeviceTensor::reshaped(Shape shape) {
+  if (shape_numel(shape) != numel()) {
+    throw Error(ErrorKind::invalid_argument,
+                "cannot view device tensor " + shape_string(shape_) + " as " + shape_string(shape));
+  }
+  return view(dtype_, std::move(shape), data_, stream_);
 }
 
 DeviceTensor DeviceTensor::upload(const Tensor& host, cudaStream_t stream) {

@@ -3,6 +3,7 @@
 // the heuristic once per shape, and launches.
 #include "cuda/linear.h"
 
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -43,6 +44,15 @@ struct Descriptors {
     if (op != nullptr) static_cast<void>(cublasLtMatmulDescDestroy(op));
   }
 };
+
+// The largest power of two (up to 256, cuBLASLt's default assumption) dividing the address:
+// views (row slices) need not start on an allocation's 256-byte boundary, and an algorithm chosen
+// for aligned pointers may use vector loads that unaligned ones cannot feed.
+std::uint32_t alignment_of(const void* pointer) {
+  const auto address = reinterpret_cast<std::uintptr_t>(pointer);
+  const std::uintptr_t lowest_bit = address & (~address + 1);
+  return lowest_bit == 0 || lowest_bit > 256 ? 256u : static_cast<std::uint32_t>(lowest_bit);
+}
 
 }  // namespace
 
@@ -93,12 +103,16 @@ void linear(Context& ctx, const DeviceTensor& x, const DeviceLinear& w, DeviceTe
   LWM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.b, ab_type, u64(plan.k), u64(plan.n), plan.ldb));
   LWM_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.c, c_type, u64(plan.m), u64(plan.n), plan.ldc));
 
+  const std::uint32_t align_a = alignment_of(w.weight.data());
+  const std::uint32_t align_b = alignment_of(x.data());
+  const std::uint32_t align_c = alignment_of(y.data());
   const Context::GemmKey key{static_cast<int>(plan.transpose_a),
                              plan.m,
                              plan.n,
                              plan.k,
                              static_cast<int>(ab_type),
-                             static_cast<int>(c_type)};
+                             static_cast<int>(c_type),
+                             static_cast<int>(align_a | (align_b << 9) | (align_c << 18))};
   auto& algorithms = ctx.gemm_algorithms();
   auto found = algorithms.find(key);
   if (found == algorithms.end()) {
@@ -106,6 +120,15 @@ void linear(Context& ctx, const DeviceTensor& x, const DeviceLinear& w, DeviceTe
     const std::size_t workspace = ctx.workspace_bytes();
     LWM_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
         d.preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace));
+    const std::pair<cublasLtMatmulPreferenceAttributes_t, std::uint32_t> alignments[] = {
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c}};
+    for (const auto& [attribute, bytes] : alignments) {
+      LWM_CUBLAS_CHECK(
+          cublasLtMatmulPreferenceSetAttribute(d.preference, attribute, &bytes, sizeof bytes));
+    }
     cublasLtMatmulHeuristicResult_t result{};
     int returned = 0;
     const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(

@@ -150,6 +150,50 @@ TEST(CudaOps, LinearRejectsBadShapesBeforeLaunching) {
   ctx.synchronize();  // the context is still usable
 }
 
+TEST(CudaOps, OpsWorkOnRowViewsAtUnalignedOffsets) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  // Rows 1..4 of [5, 33] bf16 start 66 bytes into the allocation (2-byte aligned): the product on
+  // the view must equal the product on a separate copy of those rows.
+  const std::int64_t rows = 5, in = 33, out = 17;
+  const auto x = stored(test::random_normal(static_cast<std::size_t>(rows * in), rng), DType::bf16);
+  const Tensor w =
+      Tensor::from_floats({out, in}, test::random_normal(static_cast<std::size_t>(out * in), rng))
+          .to(DType::bf16);
+  Context& ctx = context();
+  DeviceTensor dx = on_device(x, DType::bf16, {rows, in});
+  const DeviceLinear dw = DeviceLinear::upload(ctx, Linear{w, MatrixLayout::out_in});
+  DeviceTensor dy(DType::bf16, {rows, out}, ctx.stream());
+  DeviceTensor x_rows = dx.slice_rows(1, 4);
+  DeviceTensor y_rows = dy.slice_rows(1, 4);
+  linear(ctx, x_rows, dw, y_rows);
+  const std::vector<float> sliced = on_host(y_rows);
+
+  const std::vector<float> x_copy(x.begin() + in, x.begin() + 4 * in);
+  const DeviceTensor dx_copy = on_device(x_copy, DType::bf16, {3, in});
+  DeviceTensor dy_copy(DType::bf16, {3, out}, ctx.stream());
+  linear(ctx, dx_copy, dw, dy_copy);
+  // The same products with the same accumulation precision; the algorithms may differ (vector
+  // loads need alignment), so allow float32 accumulation error and one bf16 rounding flip.
+  const std::vector<float> copied = on_host(dy_copy);
+  std::vector<double> expected(copied.begin(), copied.end()), bound(copied.size());
+  for (std::size_t i = 0; i < copied.size(); ++i) bound[i] = kBf16 * std::fabs(copied[i]) + 1e-3;
+  expect_within(sliced, expected, bound, "linear on a row view");
+
+  // An element-wise op on a view changes exactly those rows.
+  DeviceTensor ones =
+      on_device(std::vector<float>(static_cast<std::size_t>(3 * in), 1.0f), DType::bf16, {3, in});
+  add(ctx, x_rows, ones);
+  const std::vector<float> after = on_host(dx);
+  for (std::int64_t i = 0; i < rows * in; ++i) {
+    const bool inside = i >= in && i < 4 * in;
+    const auto k = static_cast<std::size_t>(i);
+    const float want = inside ? stored({x[k] + 1.0f}, DType::bf16)[0] : x[k];
+    ASSERT_EQ(after[k], want) << "element " << i;
+  }
+}
+
 // --- residual + RMSNorm -----------------------------------------------------------------------
 
 TEST(CudaOps, ResidualRmsNormMatchesCpuAndDouble) {

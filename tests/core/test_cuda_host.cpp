@@ -176,7 +176,10 @@ TEST(CudaHost, DeviceSamplerValidatesItsParameters) {
   params.top_p = 0.9f;
   EXPECT_NO_THROW(DeviceSampler{params});
   params.top_k = 40;
-  EXPECT_EQ(test::capture_error([&] { DeviceSampler{params}; }).kind(), ErrorKind::unsupported);
+  EXPECT_NO_THROW(DeviceSampler{params});
+  params.top_k = -1;
+  EXPECT_EQ(test::capture_error([&] { DeviceSampler{params}; }).kind(),
+            ErrorKind::invalid_argument);
   params.top_k = 0;
   params.top_p = 0.0f;
   EXPECT_EQ(test::capture_error([&] { DeviceSampler{params}; }).kind(),
@@ -206,7 +209,7 @@ TEST(CudaHost, DeviceTensorViewsSliceRowsWithoutTouchingTheDevice) {
   DeviceTensor moved = std::move(rows);
   EXPECT_EQ(moved.data(), fake + 66);
   EXPECT_EQ(rows.data(),
-            nullptr);          // NOLINT(bugprone-use-after-move): checking the moved-from state
+            nullptr);  // NOLINT(bugprone-use-after-move): checking the moved-from state
 }
 
 }  // namespace

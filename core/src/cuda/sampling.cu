@@ -5,8 +5,6 @@
 // block-wide sums of the weights at or above a candidate), then the draw walks the kept weights
 // in id order: each thread owns a contiguous chunk, a block scan gives each chunk's start, and
 // the one thread whose span holds the draw walks its chunk.
-#include "cuda/sampling.h"
-
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -17,6 +15,7 @@
 #include "cuda/device_buffer.h"
 #include "cuda/kernel_util.cuh"
 #include "cuda/op_checks.h"
+#include "cuda/sampling.h"
 #include "lwm/error.h"
 
 namespace lwm::cuda {
@@ -98,6 +97,15 @@ __device__ __forceinline__ bool kept(float weight, float threshold) {
   return weight > 0.0f && weight >= threshold;
 }
 
+// How many weights the block keeps at `threshold` (exact in float below 2^24 tokens).
+__device__ float kept_count(const float* weights, int vocab, float threshold, float* scratch) {
+  float count = 0.0f;
+  for (int i = static_cast<int>(threadIdx.x); i < vocab; i += static_cast<int>(blockDim.x)) {
+    if (kept(weights[i], threshold)) count += 1.0f;
+  }
+  return block_sum(count, scratch);
+}
+
 // Sum over the block of the weights at or above `threshold`.
 __device__ float kept_mass(const float* weights, int vocab, float threshold, float* scratch) {
   float sum = 0.0f;
@@ -109,9 +117,9 @@ __device__ float kept_mass(const float* weights, int vocab, float threshold, flo
 }
 
 template <typename T>
-__global__ void sample_kernel(const T* logits, int vocab, float inverse_temperature, float top_p,
-                              std::uint64_t seed, std::uint64_t call, float* weights_all,
-                              std::int32_t* ids) {
+__global__ void sample_kernel(const T* logits, int vocab, float inverse_temperature, int top_k,
+                              float top_p, std::uint64_t seed, std::uint64_t call,
+                              float* weights_all, std::int32_t* ids) {
   __shared__ float scratch[32];
   __shared__ float chunk_starts[kSampleThreads];
   __shared__ int chosen;
@@ -134,13 +142,29 @@ __global__ void sample_kernel(const T* logits, int vocab, float inverse_temperat
   }
   __syncthreads();  // each thread reads other threads' weights below
 
-  // The nucleus threshold: the largest bit pattern t in [0, bits(1.0)] whose kept mass reaches
-  // top_p of the total. t = 0 keeps everything.
+  // Top-k, then top-p, as lwm::Sampler orders them. The top-k threshold: the largest bit
+  // pattern t whose count of weights ≥ t is still ≥ k (t = 0 keeps every positive weight).
   unsigned threshold_bits = 0;
-  float mass = kept_mass(weights, vocab, 0.0f, scratch);
+  if (top_k > 0 && top_k < vocab) {
+    unsigned low = 0;
+    unsigned high = __float_as_uint(1.0f);
+    while (low < high) {
+      const unsigned middle = low + (high - low + 1) / 2;
+      if (kept_count(weights, vocab, __uint_as_float(middle), scratch) >=
+          static_cast<float>(top_k)) {
+        low = middle;
+      } else {
+        high = middle - 1;
+      }
+    }
+    threshold_bits = low;
+  }
+  // The nucleus threshold: the largest bit pattern t at or above that one whose kept mass still
+  // reaches top_p of the mass top-k kept.
+  float mass = kept_mass(weights, vocab, __uint_as_float(threshold_bits), scratch);
   if (top_p < 1.0f) {
     const float target = top_p * mass;
-    unsigned low = 0;
+    unsigned low = threshold_bits;
     unsigned high = __float_as_uint(1.0f);
     while (low < high) {
       const unsigned middle = low + (high - low + 1) / 2;
@@ -225,11 +249,6 @@ void argmax(Context& ctx, const DeviceTensor& logits, std::int32_t* device_ids) 
 DeviceSampler::DeviceSampler(const SamplingParams& params) : params_(params) {
   // The CPU sampler's constructor is the one place the parameters are validated.
   static_cast<void>(lwm::Sampler(params));
-  if (params.top_k > 0) {
-    throw Error(ErrorKind::unsupported,
-                "top-k sampling (top_k = " + std::to_string(params.top_k) +
-                    ") is not implemented on the GPU yet; use top-p or sample on the CPU");
-  }
 }
 
 void DeviceSampler::sample(Context& ctx, const DeviceTensor& logits, std::int32_t* device_ids) {
@@ -248,7 +267,7 @@ void DeviceSampler::sample(Context& ctx, const DeviceTensor& logits, std::int32_
     using T = decltype(tag);
     sample_kernel<T><<<static_cast<unsigned>(rows), kSampleThreads, 0, ctx.stream()>>>(
         static_cast<const T*>(logits.data()), static_cast<int>(vocab), inverse_temperature,
-        params_.top_p, params_.seed, call, weights.data(), device_ids);
+        params_.top_k, params_.top_p, params_.seed, call, weights.data(), device_ids);
     LWM_CUDA_CHECK_LAUNCH("sample_kernel");
   });
 }

@@ -633,10 +633,19 @@ TEST(CudaOps, SamplingFollowsTheTemperatureAndNucleusDistribution) {
   Context& ctx = context();
   const DeviceTensor dlogits = on_device(logits, DType::f32, {rows, vocab});
   DeviceBuffer<std::int32_t> ids(rows, ctx.stream());
-  for (const float top_p : {1.0f, 0.6f}) {
-    SCOPED_TRACE("top_p=" + std::to_string(top_p));
+  struct Limits {
+    std::int32_t top_k;
+    float top_p;
+  };
+  // Sorted probabilities at T = 0.8: 0.473, 0.253, 0.136, 0.073, 0.039, 0.021, 0.006; no
+  // prefix mass lies within 0.02 of a cut below.
+  for (const Limits limits : {Limits{0, 1.0f}, Limits{0, 0.6f}, Limits{3, 1.0f}, Limits{4, 0.8f}}) {
+    const std::int32_t top_k = limits.top_k;
+    const float top_p = limits.top_p;
+    SCOPED_TRACE("top_k=" + std::to_string(top_k) + " top_p=" + std::to_string(top_p));
     SamplingParams params;
     params.temperature = 0.8f;
+    params.top_k = top_k;
     params.top_p = top_p;
     params.seed = test::test_seed();
     DeviceSampler sampler(params);
@@ -649,14 +658,18 @@ TEST(CudaOps, SamplingFollowsTheTemperatureAndNucleusDistribution) {
       ASSERT_LT(id, vocab);
       ++counts[static_cast<std::size_t>(id)];
     }
-    // The nucleus as the CPU sampler forms it: highest first until the mass reaches top_p.
+    // As the CPU sampler forms it: the k most likely, then highest first until the mass
+    // reaches top_p of what top-k kept.
     std::vector<double> p = probabilities(row, params.temperature);
     std::vector<std::size_t> order(p.size());
     std::iota(order.begin(), order.end(), 0);
     std::sort(order.begin(), order.end(), [&](auto a, auto b) { return p[a] > p[b]; });
+    const std::size_t candidates = top_k > 0 ? static_cast<std::size_t>(top_k) : order.size();
+    double candidate_mass = 0.0;
+    for (std::size_t i = 0; i < candidates; ++i) candidate_mass += p[order[i]];
     double mass = 0.0;
     std::size_t kept = 0;
-    while (kept < order.size() && mass < top_p) mass += p[order[kept++]];
+    while (kept < candidates && mass < top_p * candidate_mass) mass += p[order[kept++]];
     for (std::size_t i = kept; i < order.size(); ++i) p[order[i]] = 0.0;
     for (auto& v : p) v /= mass;
     // With ≤ 6 degrees of freedom, chi-square exceeds 40 with probability below 1e-6.

@@ -205,8 +205,13 @@ int run(int argc, char** argv) {
     lwm::cuda::DeviceBuffer<std::int32_t> device_ids(tokens, ctx.stream());
     device_ids.upload(ids.data(), tokens);
     DeviceTensor out(DType::bf16, {tokens, hidden}, ctx.stream());
-    // Device ids with the range check, which synchronizes: this is the per-call latency too.
-    add_row("embedding bf16 (device ids, checked)", "2048 ids x 4096", elements * (2 + 2),
+    // Device ids with the deferred range check (no synchronization per call, as in decode),
+    // and the immediate one, which waits for the GPU every call (its latency shows).
+    lwm::cuda::TokenIdCheck check(ctx);
+    add_row("embedding bf16 (device ids)", "2048 ids x 4096", elements * (2 + 2),
+            [&] { lwm::cuda::embedding(ctx, table, device_ids.data(), tokens, out, check); });
+    check.throw_if_bad(ctx, vocab);
+    add_row("embedding bf16 (device ids, sync check)", "2048 ids x 4096", elements * (2 + 2),
             [&] { lwm::cuda::embedding(ctx, table, device_ids.data(), tokens, out); });
   }
   for (const std::int64_t batch : {std::int64_t{1}, std::int64_t{16}}) {

@@ -136,7 +136,8 @@ __global__ void rope_kernel(T* x, int heads, int head_dim, InverseFrequencies in
 
 // ---------------------------------------------------------------------------------------------
 // Embedding: one block per id. An id outside the vocabulary writes a zero row (never reads out
-// of bounds) and records the lowest such position in *first_bad when that is given.
+// of bounds) and records (position << 32 | id) in *first_bad when that is given; atomicMin keeps
+// the lowest position (positions are below 2^31: one block each).
 
 template <typename Table, typename O>
 __global__ void embedding_kernel(const Table* table, const std::int32_t* ids, std::int64_t dim,
@@ -146,7 +147,8 @@ __global__ void embedding_kernel(const Table* table, const std::int32_t* ids, st
   O* destination = out + row * dim;
   if (id < 0 || id >= vocab) {
     if (threadIdx.x == 0 && first_bad != nullptr) {
-      atomicMin(first_bad, static_cast<unsigned long long>(row));
+      atomicMin(first_bad, (static_cast<unsigned long long>(row) << 32) |
+                               static_cast<unsigned long long>(static_cast<std::uint32_t>(id)));
     }
     for (std::int64_t i = threadIdx.x; i < dim; i += blockDim.x) destination[i] = from_f32<O>(0.0f);
     return;
@@ -270,26 +272,45 @@ void embedding(Context& ctx, const DeviceTensor& table, std::span<const std::int
   launch_embedding(ctx, table, device_ids.data(), count, out, nullptr);
 }
 
+TokenIdCheck::TokenIdCheck(Context& ctx) : word_(1, ctx.stream()) {
+  clear(ctx);
+}
+
+void TokenIdCheck::clear(Context& ctx) {
+  // All bits set: nothing recorded (atomicMin lowers it).
+  LWM_CUDA_CHECK(cudaMemsetAsync(word_.data(), 0xff, sizeof(unsigned long long), ctx.stream()));
+}
+
+void TokenIdCheck::throw_if_bad(Context& ctx, std::int64_t vocab) const {
+  unsigned long long record = 0;
+  LWM_CUDA_CHECK(
+      cudaMemcpyAsync(&record, word_.data(), sizeof record, cudaMemcpyDeviceToHost, ctx.stream()));
+  ctx.synchronize();
+  if (record == std::numeric_limits<unsigned long long>::max()) return;
+  const auto id = static_cast<std::int32_t>(static_cast<std::uint32_t>(record & 0xffffffffull));
+  throw Error(ErrorKind::invalid_argument, "CUDA embedding: token id " + std::to_string(id) +
+                                               " at position " + std::to_string(record >> 32) +
+                                               " is outside the vocabulary of " +
+                                               std::to_string(vocab));
+}
+
+void embedding(Context& ctx, const DeviceTensor& table, const std::int32_t* device_ids,
+               std::int64_t count, DeviceTensor& out, TokenIdCheck& check) {
+  check_embedding(desc(table), count, desc(out));
+  if (count > (std::int64_t{1} << 31) - 1) {
+    throw Error(ErrorKind::invalid_argument,
+                "CUDA embedding: " + std::to_string(count) + " ids in one call; at most 2^31 - 1");
+  }
+  launch_embedding(ctx, table, device_ids, count, out, check.device_word());
+}
+
 void embedding(Context& ctx, const DeviceTensor& table, const std::int32_t* device_ids,
                std::int64_t count, DeviceTensor& out) {
   check_embedding(desc(table), count, desc(out));
   if (count == 0) return;
-  DeviceBuffer<unsigned long long> first_bad(1, ctx.stream());
-  // All bits set: no bad position yet (atomicMin lowers it).
-  LWM_CUDA_CHECK(cudaMemsetAsync(first_bad.data(), 0xff, sizeof(unsigned long long), ctx.stream()));
-  launch_embedding(ctx, table, device_ids, count, out, first_bad.data());
-  unsigned long long bad = 0;
-  first_bad.download(&bad, 1);
-  if (bad != std::numeric_limits<unsigned long long>::max()) {
-    std::int32_t id = 0;
-    LWM_CUDA_CHECK(
-        cudaMemcpyAsync(&id, device_ids + bad, sizeof id, cudaMemcpyDeviceToHost, ctx.stream()));
-    ctx.synchronize();
-    throw Error(ErrorKind::invalid_argument, "CUDA embedding: token id " + std::to_string(id) +
-                                                 " at position " + std::to_string(bad) +
-                                                 " is outside the vocabulary of " +
-                                                 std::to_string(table.dim(0)));
-  }
+  TokenIdCheck check(ctx);
+  embedding(ctx, table, device_ids, count, out, check);
+  check.throw_if_bad(ctx, table.dim(0));
 }
 
 void convert(Context& ctx, const DeviceTensor& src, DeviceTensor& dst) {

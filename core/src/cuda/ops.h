@@ -38,9 +38,28 @@ void swiglu(Context& ctx, const DeviceTensor& gate, const DeviceTensor& up, Devi
 // (Error(invalid_argument) naming the id and its position, as the CPU embedding does).
 void embedding(Context& ctx, const DeviceTensor& table, std::span<const std::int32_t> ids,
                DeviceTensor& out);
-// The same with `count` ids already on the device (a sampled token). Ids outside the vocabulary
-// produce zero rows and are reported after the kernel: this overload synchronizes the stream to
-// read the verdict and throws Error(invalid_argument) naming the first bad position.
+// Where kernels record the first token id outside the vocabulary they meet, read later: a
+// decode step (or a captured CUDA graph) looks its tokens up without a synchronization per call
+// and checks once. The record is one device word: (position << 32 | id), lowest position wins.
+class TokenIdCheck {
+ public:
+  explicit TokenIdCheck(Context& ctx);  // allocates and clears (stream-ordered)
+  void clear(Context& ctx);
+  // Waits for the stream; throws Error(invalid_argument) naming the first bad id, its position
+  // and the vocabulary, when one was recorded since the last clear.
+  void throw_if_bad(Context& ctx, std::int64_t vocab) const;
+  unsigned long long* device_word() noexcept { return word_.data(); }
+
+ private:
+  DeviceBuffer<unsigned long long> word_;
+};
+
+// The same with `count` ids already on the device (a sampled token). An id outside the
+// vocabulary produces a zero row (never an out-of-bounds read) and is recorded in `check`;
+// nothing synchronizes.
+void embedding(Context& ctx, const DeviceTensor& table, const std::int32_t* device_ids,
+               std::int64_t count, DeviceTensor& out, TokenIdCheck& check);
+// ... and checked at once: synchronizes the stream and throws as the host-id overload does.
 void embedding(Context& ctx, const DeviceTensor& table, const std::int32_t* device_ids,
                std::int64_t count, DeviceTensor& out);
 

@@ -507,6 +507,21 @@ TEST(CudaOps, EmbeddingReportsOutOfRangeIdsAsErrors) {
   EXPECT_EQ(error.kind(), ErrorKind::invalid_argument);
   EXPECT_NE(std::string(error.what()).find("token id -4 at position 1"), std::string::npos)
       << error.what();
+  // Deferred: lookups record the first bad id without synchronizing; the check reports it
+  // once, and a cleared check passes.
+  TokenIdCheck check(ctx);
+  const std::vector<std::int32_t> later_values{0, 1, 2, 3, 4, 77};
+  DeviceBuffer<std::int32_t> later(6, ctx.stream());
+  later.upload(later_values.data(), 6);
+  DeviceTensor six(DType::f32, {6, 33}, ctx.stream());
+  embedding(ctx, table, later.data(), 3, out, check);  // ids 0, 1, 2: fine
+  EXPECT_NO_THROW(check.throw_if_bad(ctx, 10));
+  embedding(ctx, table, later.data(), 6, six, check);  // id 77 at position 5
+  error = test::capture_error([&] { check.throw_if_bad(ctx, 10); });
+  EXPECT_NE(std::string(error.what()).find("token id 77 at position 5"), std::string::npos)
+      << error.what();
+  check.clear(ctx);
+  EXPECT_NO_THROW(check.throw_if_bad(ctx, 10));
   // The device is still healthy: a valid lookup works afterwards.
   const std::vector<std::int32_t> fine{0, 9, 5};
   EXPECT_NO_THROW(embedding(ctx, table, fine, out));

@@ -74,8 +74,11 @@ __device__ void row_argmax(const T* row, int vocab, float& value, int& index) {
   block_argmax(value, index);
 }
 
+// __launch_bounds__: a 1024-thread block must fit the register file on every GPU the PTX is
+// compiled for at load time (≤ 64 registers a thread).
 template <typename T>
-__global__ void argmax_kernel(const T* logits, int vocab, std::int32_t* ids) {
+__global__ void __launch_bounds__(kSampleThreads)
+    argmax_kernel(const T* logits, int vocab, std::int32_t* ids) {
   float value = 0.0f;
   int index = 0;
   row_argmax(logits + static_cast<std::int64_t>(blockIdx.x) * vocab, vocab, value, index);
@@ -117,9 +120,9 @@ __device__ float kept_mass(const float* weights, int vocab, float threshold, flo
 }
 
 template <typename T>
-__global__ void sample_kernel(const T* logits, int vocab, float inverse_temperature, int top_k,
-                              float top_p, std::uint64_t seed, std::uint64_t call,
-                              float* weights_all, std::int32_t* ids) {
+__global__ void __launch_bounds__(kSampleThreads)
+    sample_kernel(const T* logits, int vocab, float inverse_temperature, int top_k, float top_p,
+                  std::uint64_t seed, std::uint64_t call, float* weights_all, std::int32_t* ids) {
   __shared__ float scratch[32];
   __shared__ float chunk_starts[kSampleThreads];
   __shared__ int chosen;

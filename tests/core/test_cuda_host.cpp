@@ -121,6 +121,11 @@ TEST(CudaHost, ElementwiseChecksNameTheArgumentAtFault) {
         check_swiglu({DType::bf16, {17}}, {DType::bf16, {17}}, {DType::bf16, {16}});
       },
       "out [16]");
+  expect_invalid(
+      [] {
+        check_swiglu({DType::bf16, {17}}, {DType::f32, {17}}, {DType::bf16, {17}});
+      },
+      "share a dtype");
   const TensorDesc h{DType::f32, {3, 33}};
   const TensorDesc x{DType::bf16, {3, 33}};
   EXPECT_EQ(check_residual_rms_norm(h, &x, {DType::f16, {33}}, {DType::bf16, {3, 33}}), 33);

@@ -77,6 +77,10 @@ void check_swiglu(const TensorDesc& gate, const TensorDesc& up, const TensorDesc
   check_activation("swiglu", "out", out);
   check_same_shape("swiglu", "gate", gate, "up", up);
   check_same_shape("swiglu", "gate", gate, "out", out);
+  if (gate.dtype != up.dtype || gate.dtype != out.dtype) {
+    fail("swiglu", describe("gate", gate) + ", " + describe("up", up) + " and " +
+                       describe("out", out) + " must share a dtype");
+  }
 }
 
 void check_embedding(const TensorDesc& table, std::int64_t count, const TensorDesc& out) {

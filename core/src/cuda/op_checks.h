@@ -32,7 +32,7 @@ std::int64_t check_residual_rms_norm(const TensorDesc& residual, const TensorDes
 // dimensions up to kMaxRopeHeadDim. Returns tokens.
 constexpr std::int64_t kMaxRopeHeadDim = 256;
 std::int64_t check_rope(const TensorDesc& x, std::int64_t head_dim);
-// out = silu(gate) · up, all the same shape.
+// out = silu(gate) · up, all the same shape and dtype.
 void check_swiglu(const TensorDesc& gate, const TensorDesc& up, const TensorDesc& out);
 // out [count, dim] = table [vocab, dim] rows.
 void check_embedding(const TensorDesc& table, std::int64_t count, const TensorDesc& out);

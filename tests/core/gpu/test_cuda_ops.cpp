@@ -21,6 +21,7 @@
 
 #include "cuda/context.h"
 #include "cuda/device_tensor.h"
+#include "cuda/layer.h"
 #include "cuda/linear.h"
 #include "cuda/ops.h"
 #include "cuda/sampling.h"
@@ -28,6 +29,7 @@
 #include "lwm/error.h"
 #include "lwm/generation.h"
 #include "lwm/linear.h"
+#include "lwm/model_config.h"
 #include "lwm/ops.h"
 #include "lwm/rope.h"
 #include "lwm/tensor.h"
@@ -837,6 +839,155 @@ TEST(CudaOps, FeedForwardBlockMatchesTheCpuBackend) {
     }
   }
   expect_within(gpu, expected, bound, "feed-forward block, GPU vs CPU");
+}
+
+// The layer steps of layer.h: q, k, v before attention against the CPU backend (with bf16
+// rounding emulated where the GPU stores bf16, and one bf16 flip allowed at each such point), the
+// output projection added to the residual stream, and the pending feed-forward projection added
+// by the next layer's norm.
+TEST(CudaOps, LayerStepsMatchTheCpuBackend) {
+  LWM_SKIP_WITHOUT_CUDA_DEVICE();
+  SCOPED_TRACE(seed_trace());
+  std::mt19937_64 rng(test::test_seed());
+  ModelConfig config;
+  config.hidden_size = 96;
+  config.num_heads = 3;  // head_dim 32
+  config.num_kv_heads = 1;
+  config.intermediate_size = 173;
+  config.rms_norm_eps = 1e-6;
+  const std::int64_t tokens = 5, hidden = 96, head_dim = 32, kv_width = 32;
+  const std::int64_t offset = 1000;
+  const auto bf16_tensor = [&](Shape shape, float scale) {
+    return Tensor::from_floats(
+               shape, test::random_normal(static_cast<std::size_t>(shape_numel(shape)), rng, scale))
+        .to(DType::bf16);
+  };
+  struct HostLayer {
+    Tensor attention_norm, ffn_norm;
+    Linear wq, wk, wv, wo, w1, w2, w3;
+  };
+  const HostLayer host{bf16_tensor({hidden}, 1.0f),
+                       bf16_tensor({hidden}, 1.0f),
+                       {bf16_tensor({hidden, hidden}, 0.1f), MatrixLayout::in_out},
+                       {bf16_tensor({kv_width, hidden}, 0.1f), MatrixLayout::out_in},
+                       {bf16_tensor({hidden, kv_width}, 0.1f), MatrixLayout::in_out},
+                       {bf16_tensor({hidden, hidden}, 0.1f), MatrixLayout::out_in},
+                       {bf16_tensor({hidden, 173}, 0.1f), MatrixLayout::in_out},
+                       {bf16_tensor({173, hidden}, 0.1f), MatrixLayout::in_out},
+                       {bf16_tensor({173, hidden}, 0.1f), MatrixLayout::out_in}};
+  Context& ctx = context();
+  const DeviceLayer layer{DeviceTensor::upload(host.attention_norm, ctx.stream()),
+                          DeviceTensor::upload(host.ffn_norm, ctx.stream()),
+                          DeviceLinear::upload(ctx, host.wq),
+                          DeviceLinear::upload(ctx, host.wk),
+                          DeviceLinear::upload(ctx, host.wv),
+                          DeviceLinear::upload(ctx, host.wo),
+                          DeviceLinear::upload(ctx, host.w1),
+                          DeviceLinear::upload(ctx, host.w2),
+                          DeviceLinear::upload(ctx, host.w3)};
+  const RotaryEmbedding rotary(head_dim, 1e4, RopePairing::half);
+  const auto h0 = test::random_normal(static_cast<std::size_t>(tokens * hidden), rng, 2.0f);
+  DeviceTensor h = on_device(h0, DType::f32, {tokens, hidden});
+  LayerActivations a(ctx, config, tokens);
+  attention_inputs(ctx, config, layer, rotary, offset, h, a);
+
+  // CPU: the norm (bf16 stored), the projections (bf16 stored), RoPE, bf16 again.
+  const double ulp = 1.0 / 256;
+  std::vector<float> normed(static_cast<std::size_t>(tokens * hidden));
+  cpu::rms_norm(h0.data(), tokens, hidden, host.attention_norm, 1e-6f, normed.data());
+  normed = stored(normed, DType::bf16);
+  std::vector<std::int64_t> positions(static_cast<std::size_t>(tokens));
+  std::iota(positions.begin(), positions.end(), offset);
+  std::vector<float> cos_table(static_cast<std::size_t>(tokens * head_dim / 2));
+  std::vector<float> sin_table(cos_table.size());
+  rotary.angles(positions, cos_table.data(), sin_table.data());
+  const auto check_projection = [&](const Linear& w, const DeviceTensor& gpu_tensor, bool rotated,
+                                    const char* what) {
+    const std::int64_t width = w.out_features();
+    std::vector<float> projected(static_cast<std::size_t>(tokens * width));
+    cpu::linear(normed.data(), tokens, w, projected.data());
+    projected = stored(projected, DType::bf16);
+    // Per element: a flip of normed through W (ulp·Σ|n·w|), the projection's own flip and its
+    // float32 accumulation.
+    const std::vector<float> wf = w.weight.to_floats();
+    std::vector<double> change(projected.size());
+    for (std::int64_t t = 0; t < tokens; ++t) {
+      for (std::int64_t o = 0; o < width; ++o) {
+        double magnitude = 0.0;
+        for (std::int64_t i = 0; i < hidden; ++i) {
+          const double wv = w.layout == MatrixLayout::in_out
+                                ? wf[static_cast<std::size_t>(i * width + o)]
+                                : wf[static_cast<std::size_t>(o * hidden + i)];
+          magnitude += std::fabs(normed[static_cast<std::size_t>(t * hidden + i)] * wv);
+        }
+        const auto k = static_cast<std::size_t>(t * width + o);
+        change[k] =
+            (ulp + static_cast<double>(hidden) * kU) * magnitude + ulp * std::fabs(projected[k]);
+      }
+    }
+    std::vector<double> expected(projected.begin(), projected.end());
+    std::vector<double> bound(change);
+    if (rotated) {
+      std::vector<float> turned(projected);
+      rotary.apply(turned.data(), tokens, width / head_dim, cos_table.data(), sin_table.data());
+      turned = stored(turned, DType::bf16);
+      expected.assign(turned.begin(), turned.end());
+      // A rotation mixes each pair (i, i + d/2) with |cos|, |sin| ≤ 1: the pair's changes add;
+      // then float32 rotation error and one more bf16 flip.
+      const std::int64_t half = head_dim / 2;
+      for (std::size_t base = 0; base < bound.size(); base += static_cast<std::size_t>(head_dim)) {
+        for (std::int64_t i = 0; i < half; ++i) {
+          const std::size_t x0 = base + static_cast<std::size_t>(i);
+          const std::size_t x1 = x0 + static_cast<std::size_t>(half);
+          const double pair = change[x0] + change[x1] +
+                              4 * kU * (std::fabs(projected[x0]) + std::fabs(projected[x1]));
+          bound[x0] = pair + ulp * std::fabs(expected[x0]);
+          bound[x1] = pair + ulp * std::fabs(expected[x1]);
+        }
+      }
+    }
+    for (auto& b : bound) b += 1e-30;
+    expect_within(on_host(gpu_tensor), expected, bound, what);
+  };
+  check_projection(host.wq, a.q, true, "q");
+  check_projection(host.wk, a.k, true, "k (one KV head)");
+  check_projection(host.wv, a.v, false, "v");
+
+  // After attention: h += attended·wo in float32; the feed-forward result stays pending.
+  const auto attended =
+      stored(test::random_normal(static_cast<std::size_t>(tokens * hidden), rng), DType::bf16);
+  a.attended = on_device(attended, DType::bf16, {tokens, hidden});
+  const std::vector<float> h_before = on_host(h);
+  attention_output_and_feed_forward(ctx, config, layer, h, a);
+  EXPECT_TRUE(a.pending);
+  const std::vector<float> h_after = on_host(h);
+  const std::vector<float> wo = host.wo.weight.to_floats();
+  std::vector<double> expected(h_after.size()), bound(h_after.size());
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    for (std::int64_t o = 0; o < hidden; ++o) {
+      double sum = 0.0, magnitude = 0.0;
+      for (std::int64_t i = 0; i < hidden; ++i) {
+        const double p = static_cast<double>(attended[static_cast<std::size_t>(t * hidden + i)]) *
+                         wo[static_cast<std::size_t>(o * hidden + i)];  // out_in
+        sum += p;
+        magnitude += std::fabs(p);
+      }
+      const auto k = static_cast<std::size_t>(t * hidden + o);
+      expected[k] = h_before[k] + sum;
+      bound[k] =
+          static_cast<double>(hidden) * kU * magnitude + 2 * kU * std::fabs(expected[k]) + 1e-30;
+    }
+  }
+  expect_within(h_after, expected, bound, "h after the output projection");
+
+  // The next layer's norm adds the pending projection: the same float32 sum as on the host.
+  const std::vector<float> pending = on_host(a.projected);
+  attention_inputs(ctx, config, layer, rotary, offset + tokens, h, a);
+  EXPECT_FALSE(a.pending);
+  const std::vector<float> h_next = on_host(h);
+  for (std::size_t i = 0; i < h_next.size(); ++i) {
+    ASSERT_EQ(h_next[i], h_after[i] + pending[i]) << "element " << i;
+  }
 }
 
 }  // namespace

@@ -26,31 +26,71 @@ TensorDesc desc(const DeviceTensor& t) {
 // ---------------------------------------------------------------------------------------------
 // Element-wise
 
+// Each kernel first runs `packs` whole packs (0 when a pointer is not pack-aligned), then the
+// remaining elements one by one; the arithmetic per element is the same on both paths.
+
 template <typename Y, typename X>
-__global__ void add_kernel(Y* y, const X* x, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += std::int64_t{gridDim.x} * blockDim.x) {
+__global__ void add_kernel(Y* y, const X* x, std::int64_t n, std::int64_t packs) {
+  const std::int64_t first = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x;
+  const std::int64_t stride = std::int64_t{gridDim.x} * blockDim.x;
+  for (std::int64_t p = first; p < packs; p += stride) {
+    float a[kPack];
+    float b[kPack];
+    load_pack(y + p * kPack, a);
+    load_pack(x + p * kPack, b);
+#pragma unroll
+    for (int j = 0; j < kPack; ++j) a[j] += b[j];
+    store_pack(y + p * kPack, a);
+  }
+  for (std::int64_t i = packs * kPack + first; i < n; i += stride) {
     y[i] = from_f32<Y>(to_f32(y[i]) + to_f32(x[i]));
   }
 }
 
+// expf, not the fast __expf: the CPU backend's std::exp is the reference (test tolerance).
+__device__ __forceinline__ float silu_times(float g, float u) {
+  return g / (1.0f + expf(-g)) * u;
+}
+
 template <typename T>
-__global__ void swiglu_kernel(const T* gate, const T* up, T* out, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += std::int64_t{gridDim.x} * blockDim.x) {
-    const float g = to_f32(gate[i]);
-    const float u = to_f32(up[i]);
-    // expf, not the fast __expf: the CPU backend's std::exp is the reference (test tolerance).
-    out[i] = from_f32<T>(g / (1.0f + expf(-g)) * u);
+__global__ void swiglu_kernel(const T* gate, const T* up, T* out, std::int64_t n,
+                              std::int64_t packs) {
+  const std::int64_t first = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x;
+  const std::int64_t stride = std::int64_t{gridDim.x} * blockDim.x;
+  for (std::int64_t p = first; p < packs; p += stride) {
+    float g[kPack];
+    float u[kPack];
+    load_pack(gate + p * kPack, g);
+    load_pack(up + p * kPack, u);
+#pragma unroll
+    for (int j = 0; j < kPack; ++j) g[j] = silu_times(g[j], u[j]);
+    store_pack(out + p * kPack, g);
+  }
+  for (std::int64_t i = packs * kPack + first; i < n; i += stride) {
+    out[i] = from_f32<T>(silu_times(to_f32(gate[i]), to_f32(up[i])));
   }
 }
 
 template <typename S, typename D>
-__global__ void convert_kernel(const S* src, D* dst, std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += std::int64_t{gridDim.x} * blockDim.x) {
+__global__ void convert_kernel(const S* src, D* dst, std::int64_t n, std::int64_t packs) {
+  const std::int64_t first = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x;
+  const std::int64_t stride = std::int64_t{gridDim.x} * blockDim.x;
+  for (std::int64_t p = first; p < packs; p += stride) {
+    float v[kPack];
+    load_pack(src + p * kPack, v);
+    store_pack(dst + p * kPack, v);
+  }
+  for (std::int64_t i = packs * kPack + first; i < n; i += stride) {
     dst[i] = from_f32<D>(to_f32(src[i]));
   }
+}
+
+// Whole packs of n elements when every pointer allows them, else 0; and a grid for the work.
+std::int64_t packs_of(std::int64_t n, bool aligned) {
+  return aligned ? n / kPack : 0;
+}
+unsigned elementwise_grid(std::int64_t n, std::int64_t packs) {
+  return grid_for(packs > 0 ? packs : n, kThreads);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,8 +224,9 @@ void add(Context& ctx, DeviceTensor& y, const DeviceTensor& x) {
     using Y = decltype(y_tag);
     with_activation_type(x.dtype(), [&](auto x_tag) {
       using X = decltype(x_tag);
-      add_kernel<Y, X><<<grid_for(n, kThreads), kThreads, 0, ctx.stream()>>>(
-          static_cast<Y*>(y.data()), static_cast<const X*>(x.data()), n);
+      const std::int64_t packs = packs_of(n, packable<Y>(y.data()) && packable<X>(x.data()));
+      add_kernel<Y, X><<<elementwise_grid(n, packs), kThreads, 0, ctx.stream()>>>(
+          static_cast<Y*>(y.data()), static_cast<const X*>(x.data()), n, packs);
       LWM_CUDA_CHECK_LAUNCH("add_kernel");
     });
   });
@@ -248,9 +289,11 @@ void swiglu(Context& ctx, const DeviceTensor& gate, const DeviceTensor& up, Devi
   if (n == 0) return;
   with_activation_type(gate.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    swiglu_kernel<T><<<grid_for(n, kThreads), kThreads, 0, ctx.stream()>>>(
+    const std::int64_t packs =
+        packs_of(n, packable<T>(gate.data()) && packable<T>(up.data()) && packable<T>(out.data()));
+    swiglu_kernel<T><<<elementwise_grid(n, packs), kThreads, 0, ctx.stream()>>>(
         static_cast<const T*>(gate.data()), static_cast<const T*>(up.data()),
-        static_cast<T*>(out.data()), n);
+        static_cast<T*>(out.data()), n, packs);
     LWM_CUDA_CHECK_LAUNCH("swiglu_kernel");
   });
 }
@@ -315,8 +358,9 @@ void convert(Context& ctx, const DeviceTensor& src, DeviceTensor& dst) {
     using S = decltype(s_tag);
     with_storage_type(dst.dtype(), [&](auto d_tag) {
       using D = decltype(d_tag);
-      convert_kernel<S, D><<<grid_for(n, kThreads), kThreads, 0, ctx.stream()>>>(
-          static_cast<const S*>(src.data()), static_cast<D*>(dst.data()), n);
+      const std::int64_t packs = packs_of(n, packable<S>(src.data()) && packable<D>(dst.data()));
+      convert_kernel<S, D><<<elementwise_grid(n, packs), kThreads, 0, ctx.stream()>>>(
+          static_cast<const S*>(src.data()), static_cast<D*>(dst.data()), n, packs);
       LWM_CUDA_CHECK_LAUNCH("convert_kernel");
     });
   });

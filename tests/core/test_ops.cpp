@@ -24,23 +24,7 @@ std::string seed_trace(std::uint64_t seed) {
   return "LWM_TEST_SEED=" + std::to_string(seed);
 }
 
-// Checks |actual − expected| ≤ bound[i] for every element, reporting the worst.
-void expect_within(const std::vector<float>& actual, const std::vector<double>& expected,
-                   const std::vector<double>& bound, const std::string& what) {
-  ASSERT_EQ(actual.size(), expected.size()) << what;
-  double worst = 0.0;
-  std::size_t worst_index = 0;
-  for (std::size_t i = 0; i < actual.size(); ++i) {
-    const double error = std::fabs(static_cast<double>(actual[i]) - expected[i]);
-    const double ratio = std::isfinite(actual[i]) ? error / bound[i] : INFINITY;
-    if (!(ratio <= worst)) {
-      worst = ratio;
-      worst_index = i;
-    }
-  }
-  EXPECT_LE(worst, 1.0) << what << ": element " << worst_index << " is " << actual[worst_index]
-                        << ", expected " << expected[worst_index] << " ± " << bound[worst_index];
-}
+using test::expect_within;
 
 void expect_close(const std::vector<float>& actual, const std::vector<double>& expected,
                   double atol, double rtol, const std::string& what) {

@@ -69,6 +69,23 @@ Closeness compare(const float* actual, const double* expected, std::size_t n, do
   return result;
 }
 
+void expect_within(const std::vector<float>& actual, const std::vector<double>& expected,
+                   const std::vector<double>& bound, const std::string& what) {
+  ASSERT_EQ(actual.size(), expected.size()) << what;
+  double worst = 0.0;
+  std::size_t worst_index = 0;
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    const double error = std::fabs(static_cast<double>(actual[i]) - expected[i]);
+    const double ratio = std::isfinite(actual[i]) ? error / bound[i] : INFINITY;
+    if (!(ratio <= worst)) {
+      worst = ratio;
+      worst_index = i;
+    }
+  }
+  EXPECT_LE(worst, 1.0) << what << ": element " << worst_index << " is " << actual[worst_index]
+                        << ", expected " << expected[worst_index] << " ± " << bound[worst_index];
+}
+
 std::filesystem::path source_dir() { return LWM_SOURCE_DIR; }
 std::filesystem::path test_python() { return LWM_TEST_PYTHON; }
 std::filesystem::path sample_text_file() { return source_dir() / "resources/samples/lighthouse-keeper.txt"; }

@@ -54,6 +54,11 @@ struct Closeness {
 };
 Closeness compare(const float* actual, const double* expected, std::size_t n, double atol, double rtol);
 
+// Expects |actual[i] - expected[i]| ≤ bound[i] for every element (a bound derived per element
+// from the op's arithmetic), reporting the worst element under `what`. A non-finite actual fails.
+void expect_within(const std::vector<float>& actual, const std::vector<double>& expected,
+                   const std::vector<double>& bound, const std::string& what);
+
 std::filesystem::path source_dir();       // the repository root
 std::filesystem::path test_python();      // python with numpy/safetensors, may not exist
 std::filesystem::path sample_text_file(); // resources/samples/ text used to train test tokenizers

@@ -10,6 +10,7 @@
 #include <QSpinBox>
 #include <QVBoxLayout>
 
+#include "engine_text.h"
 #include "lwm/gui/text_format.h"
 
 namespace lwm::gui {
@@ -146,11 +147,14 @@ void PlanPanel::setSourceKind(SourceKind kind) {
 }
 
 void PlanPanel::setPlan(const PlanInfo& plan) {
-  fits_ = plan.fits;
+  fits_ = plan.runnable;
   QString text = plan.verdict;
   if (plan.frames > 0) text = tr("%1 frames. ").arg(plan.frames) + text;
+  for (const DevicePlanInfo& device : plan.devices) {
+    text += QLatin1Char('\n') + device_plan_line(device, plan.kv_cache);
+  }
   plan_label_->setText(text);
-  plan_label_->setStyleSheet(plan.fits ? QString() : QStringLiteral("color: #c0392b;"));
+  plan_label_->setStyleSheet(plan.runnable ? QString() : QStringLiteral("color: #c0392b;"));
 }
 
 void PlanPanel::setProgress(const QString& stage, qint64 done, qint64 total, double eta_s) {

@@ -32,13 +32,15 @@ class PlanPanel : public QWidget {
   void setProgress(const QString& stage, qint64 done, qint64 total, double eta_s);
   // running: the bar and Cancel show; otherwise `message` says how the job ended.
   void setRunning(bool running, const QString& message = {});
-  bool planFits() const noexcept { return fits_; }
+  // The last plan fits and this build can run it.
+  bool planRunnable() const noexcept { return fits_; }
 
   QPushButton* ingestButton() const { return ingest_; }
   QPushButton* cancelButton() const { return cancel_; }
   QProgressBar* progressBar() const { return progress_; }
   QLabel* planLabel() const { return plan_label_; }
   QSpinBox* framesBox() const { return frames_; }
+  QComboBox* kvCacheBox() const { return kv_cache_; }
 
  signals:
   void choicesChanged();

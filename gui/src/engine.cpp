@@ -135,6 +135,24 @@ qint64 safetensors_bytes(const fs::path& dir) {
   return total;
 }
 
+// What tells this model's weights apart from another's with the same config.json (two
+// fine-tunes): each weight file's name, size and modification time. A copied model misses the
+// cache once; two different models never share a KV snapshot.
+std::string weights_identity(const fs::path& dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().extension() != ".safetensors") continue;
+    const auto modified = fs::last_write_time(entry.path(), ec).time_since_epoch().count();
+    files.push_back(entry.path().filename().string() + " " + std::to_string(entry.file_size(ec)) +
+                    " " + std::to_string(modified));
+  }
+  std::sort(files.begin(), files.end());
+  std::string all;
+  for (const std::string& file : files) all += file + "\n";
+  return bytes_sha256(all);
+}
+
 // The planner's prefill time for `tokens` of text on the CPU (its default throughput).
 double planned_prefill_seconds(const ModelConfig& config, std::int64_t tokens) {
   PlanRequest request;
@@ -186,6 +204,7 @@ struct EngineWorker::State {
   std::optional<Tokenizer> tokenizer;
   std::unique_ptr<Vqgan> vqgan;
   ModelInfo info;
+  std::string weights_id;  // weights_identity(): part of the KV snapshots' key
   // This machine's prefill seconds over the planner's default throughput: measured at load,
   // then from every real ingest, so estimates follow what this machine does.
   double prefill_scale = 1.0;
@@ -243,6 +262,17 @@ struct EngineWorker::State {
                       "' cannot read videos (it has no vision vocabulary or no "
                       "vqgan.safetensors); open a book, or load a vision-language model");
     }
+  }
+
+  // The session's KV snapshot in the ingest cache, keyed by what its tokens depend on (a book's
+  // file; a video's codes key: content, frame choice, VQGAN) and by the weights; empty without
+  // a cache or before a video's codes are cached.
+  fs::path snapshot_path() {
+    if (cache_dir.empty() || !session) return {};
+    const std::string source = kind == SourceKind::video ? video_codes_key : source_hash({});
+    if (source.empty()) return {};
+    return session_snapshot_path(cache_dir, source + "\n" + weights_id, model->config(),
+                                 session->chat_template().name);
   }
 
   const std::string& source_hash(const ProgressCallback& progress) {
@@ -363,6 +393,7 @@ void EngineWorker::loadModel(const QString& directory) {
     // The new model replaces the old one only once it loaded completely.
     state_->forget_session();
     state_->prefill_scale = prefill_scale;
+    state_->weights_id = weights_identity(dir);
     state_->model = std::move(model);
     state_->tokenizer.emplace(std::move(tokenizer));
     state_->vqgan = std::move(vqgan);
@@ -443,7 +474,13 @@ bool EngineWorker::run_ingest(const IngestChoices& choices, IngestReport& report
   s.require_model();
   s.require_source();
   check_engine_support(choices);
-  const bool cached = !s.cache_dir.empty();
+  bool cached = !s.cache_dir.empty();
+  if (std::error_code ec; cached && !fs::create_directories(s.cache_dir, ec) && ec) {
+    // A cache that cannot be written costs the resume, not the ingest.
+    qWarning("lwm-studio: the ingest cache '%s' cannot be created (%s); ingesting without it",
+             s.cache_dir.c_str(), ec.message().c_str());
+    cached = false;
+  }
   QString stage;
   const auto reporter = [&](const Progress& progress) {
     emit ingestProgress(stage, progress.done, progress.total, progress.eta_seconds());
@@ -451,10 +488,14 @@ bool EngineWorker::run_ingest(const IngestChoices& choices, IngestReport& report
   };
   fs::path snapshot;  // the session's KV snapshot in the ingest cache
   bool snapshot_failed = false;
+  double snapshot_seconds = 0.0;  // how long the last save took
   const auto save_snapshot = [&] {
     if (snapshot.empty() || snapshot_failed) return;
     try {
+      const auto start = std::chrono::steady_clock::now();
       s.session->save(snapshot);
+      snapshot_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     } catch (const Error& error) {
       // The ingest goes on without a snapshot: a full disk costs the resume, not the answer.
       snapshot_failed = true;
@@ -468,7 +509,6 @@ bool EngineWorker::run_ingest(const IngestChoices& choices, IngestReport& report
     if (!reuse) {
       s.session.reset();
       s.session_for.reset();
-      std::string snapshot_key;  // what the source's tokens depend on, as the CLI keys it
       if (s.kind == SourceKind::video) {
         if (!s.video_tokens || !s.tokens_for || !same_source_tokens(*s.tokens_for, choices)) {
           s.video_tokens.reset();
@@ -507,8 +547,6 @@ bool EngineWorker::run_ingest(const IngestChoices& choices, IngestReport& report
         }
         report.frames = s.video_tokens->codes.frames();
         report.frames_from_cache = s.frames_from_cache;
-        // The codes' key holds the video's content, the frame choice and the VQGAN.
-        snapshot_key = s.video_codes_key;
         stage = QStringLiteral("tokenizing");
         emit ingestProgress(stage, 0, 1, -1.0);
         s.session = Session::for_video(*s.model, *s.tokenizer, s.video_tokens->codes,
@@ -516,14 +554,12 @@ bool EngineWorker::run_ingest(const IngestChoices& choices, IngestReport& report
       } else {
         stage = QStringLiteral("tokenizing");
         emit ingestProgress(stage, 0, 1, -1.0);
-        if (cached) snapshot_key = s.source_hash({});
         s.session =
             Session::for_text(*s.model, *s.tokenizer, s.book_text, session_options(choices));
       }
       s.session_for = choices;
-      if (!snapshot_key.empty()) {
-        snapshot = session_snapshot_path(s.cache_dir, snapshot_key, s.model->config(),
-                                         s.session->chat_template().name);
+      if (cached) snapshot = s.snapshot_path();
+      if (!snapshot.empty()) {
         std::error_code ec;
         if (fs::exists(snapshot, ec)) {
           try {
@@ -536,12 +572,8 @@ bool EngineWorker::run_ingest(const IngestChoices& choices, IngestReport& report
         }
       }
       emit ingestProgress(stage, 1, 1, 0.0);
-    } else if (cached && s.session_for) {
-      const std::string key = s.kind == SourceKind::video ? s.video_codes_key : s.source_hash({});
-      if (!key.empty()) {
-        snapshot = session_snapshot_path(s.cache_dir, key, s.model->config(),
-                                         s.session->chat_template().name);
-      }
+    } else {
+      if (cached) snapshot = s.snapshot_path();
       report.frames = s.video_tokens ? s.video_tokens->codes.frames() : 0;
       report.frames_from_cache = s.frames_from_cache;
     }
@@ -550,10 +582,12 @@ bool EngineWorker::run_ingest(const IngestChoices& choices, IngestReport& report
     const auto start = std::chrono::steady_clock::now();
     auto last_snapshot = start;
     s.session->ingest([&](const Progress& progress) {
-      // Every few seconds the cache so far goes to the disk, before the UI hears of it: a kill
-      // loses at most that much prefill.
+      // Every `snapshot_every_s` the cache so far goes to the disk, before the UI hears of it: a
+      // kill loses at most that much prefill. Each save writes the whole cache, so saves are
+      // also kept 4 × their own duration apart: at most a fifth of the time goes to them.
       const auto now = std::chrono::steady_clock::now();
-      if (std::chrono::duration<double>(now - last_snapshot).count() >= s.snapshot_every_s) {
+      if (std::chrono::duration<double>(now - last_snapshot).count() >=
+          std::max(s.snapshot_every_s, 4.0 * snapshot_seconds)) {
         save_snapshot();
         last_snapshot = now;
       }

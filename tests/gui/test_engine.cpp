@@ -101,6 +101,7 @@ class EngineTest : public QObject {
   void videoIngestSamplesThumbnailsAndAnswers();
   void killedPrefillResumesFromItsSnapshot();
   void killedVideoIngestResumesFromItsFrameCodes();
+  void unwritableCacheStillIngests();
 
  private:
   void loadAndOpen(Engine& engine, const QString& model, const QString& source);
@@ -578,6 +579,24 @@ void EngineTest::killedVideoIngestResumesFromItsFrameCodes() {
   QCOMPARE(again.restored_tokens, report.source_tokens);
   QCOMPARE(again.prefilled_tokens, 0);
   QCOMPARE(again_answer, fresh_answer);
+}
+
+void EngineTest::unwritableCacheStillIngests() {
+  // A file where the cache folder should be: the cache cannot exist, the ingest goes on.
+  const QString blocker = dir_.filePath(QStringLiteral("not-a-folder"));
+  QVERIFY(test::write_file(blocker, QByteArray("x")));
+  Engine engine;
+  engine.setCacheDirectory(blocker + QStringLiteral("/cache"), 0.0);
+  loadAndOpen(engine, text_model_, book_);
+  if (QTest::currentTestFailed()) return;
+  QSignalSpy finished(&engine, &Engine::ingestFinished);
+  QSignalSpy failed(&engine, &Engine::failed);
+  engine.ingest(IngestChoices{});
+  QTRY_COMPARE_WITH_TIMEOUT(finished.size() + failed.size(), 1, kTimeoutMs);
+  QVERIFY2(failed.isEmpty(), qPrintable(failed.value(0).value(1).toString()));
+  const auto report = finished[0][0].value<IngestReport>();
+  QCOMPARE(report.cached_tokens, report.source_tokens);
+  QCOMPARE(report.restored_tokens, 0);
 }
 
 int main(int argc, char** argv) {

@@ -73,7 +73,12 @@ PlanPanel::PlanPanel(QWidget* parent) : QWidget(parent) {
   plan_label_->setAccessibleName(tr("Plan"));
   layout->addWidget(plan_label_);
 
+  suggestion_ = new QPushButton;
+  suggestion_->setAccessibleName(tr("Use what would fit"));
+  suggestion_->setToolTip(tr("Apply the plan's suggestion"));
+  suggestion_->setVisible(false);
   auto* job = new QHBoxLayout;
+  job->addWidget(suggestion_);
   ingest_ = new QPushButton(tr("&Ingest"));
   ingest_->setAccessibleName(tr("Ingest the source"));
   ingest_->setToolTip(tr("Decode, tokenize and prefill the source (Ctrl+I)"));
@@ -104,6 +109,14 @@ PlanPanel::PlanPanel(QWidget* parent) : QWidget(parent) {
   connect(kv_cache_, &QComboBox::currentIndexChanged, this, changed);
   connect(ingest_, &QPushButton::clicked, this, &PlanPanel::ingestRequested);
   connect(cancel_, &QPushButton::clicked, this, &PlanPanel::cancelRequested);
+  connect(suggestion_, &QPushButton::clicked, this, [this] {
+    if (suggested_fps_ > 0) {
+      fps_->setValue(suggested_fps_);
+    } else if (suggested_frames_ > 0) {
+      fps_->setValue(0.0);
+      frames_->setValue(static_cast<int>(suggested_frames_));
+    }
+  });
   setTabOrder(frames_, fps_);
   setTabOrder(fps_, context_);
   setTabOrder(context_, devices_);
@@ -143,6 +156,7 @@ void PlanPanel::setSourceKind(SourceKind kind) {
     labels_.value(field)->setVisible(video);
   }
   ingest_->setEnabled(kind != SourceKind::none);
+  suggestion_->setVisible(false);
   if (kind == SourceKind::none) plan_label_->setText(tr("Open a video or a book to see the plan."));
 }
 
@@ -155,6 +169,15 @@ void PlanPanel::setPlan(const PlanInfo& plan) {
   }
   plan_label_->setText(text);
   plan_label_->setStyleSheet(plan.runnable ? QString() : QStringLiteral("color: #c0392b;"));
+  // The planner's frame suggestion as a button (at a rate: the rate; else: the count).
+  suggested_fps_ = plan.fits ? -1.0 : plan.max_fps;
+  suggested_frames_ = plan.fits ? -1 : plan.max_frames;
+  if (suggested_fps_ > 0) {
+    suggestion_->setText(tr("Use %1 frames per second").arg(suggested_fps_));
+  } else if (suggested_frames_ > 0) {
+    suggestion_->setText(tr("Use %1 frames").arg(suggested_frames_));
+  }
+  suggestion_->setVisible(suggested_fps_ > 0 || suggested_frames_ > 0);
 }
 
 void PlanPanel::setProgress(const QString& stage, qint64 done, qint64 total, double eta_s) {

@@ -41,6 +41,8 @@ class PlanPanel : public QWidget {
   QLabel* planLabel() const { return plan_label_; }
   QSpinBox* framesBox() const { return frames_; }
   QComboBox* kvCacheBox() const { return kv_cache_; }
+  // Shown when the plan does not fit and fewer frames (or a lower rate) would: applies that.
+  QPushButton* suggestionButton() const { return suggestion_; }
 
  signals:
   void choicesChanged();
@@ -60,6 +62,9 @@ class PlanPanel : public QWidget {
   QProgressBar* progress_ = nullptr;
   QPushButton* ingest_ = nullptr;
   QPushButton* cancel_ = nullptr;
+  QPushButton* suggestion_ = nullptr;
+  qint64 suggested_frames_ = -1;
+  double suggested_fps_ = -1.0;
   bool fits_ = false;
 };
 

@@ -235,6 +235,22 @@ class WindowEndToEnd : public QObject {
     window.loadModel(model);
     window.openFile(video);
     QTRY_VERIFY_WITH_TIMEOUT(window.source().kind == SourceKind::video, kTimeoutMs);
+    // Every frame (48) is more than the tiny model's context holds: the plan says so live, and
+    // its suggestion, one click away, is the most frames that fit.
+    QLabel* plan = window.planPanel()->planLabel();
+    QPushButton* suggestion = window.planPanel()->suggestionButton();
+    window.planPanel()->framesBox()->setValue(48);
+    QTRY_VERIFY_WITH_TIMEOUT(plan->text().startsWith("48 frames. It does not fit"), kTimeoutMs);
+    QVERIFY2(plan->text().contains(QStringLiteral("It would fit with at most")),
+             qPrintable(plan->text()));
+    QTRY_VERIFY(suggestion->isVisible());
+    qInfo("screenshot: %s", qPrintable(screenshot(&window, "lwm-studio-e2e-plan.png")));
+    QTest::mouseClick(suggestion, Qt::LeftButton);
+    const int most = window.planPanel()->framesBox()->value();
+    QVERIFY(most > 6 && most < 48);
+    QTRY_VERIFY_WITH_TIMEOUT(plan->text().startsWith(QStringLiteral("%1 frames. Fits").arg(most)),
+                             kTimeoutMs);
+    QVERIFY(!suggestion->isVisible());
     window.planPanel()->framesBox()->setValue(6);
     QTRY_VERIFY_WITH_TIMEOUT(window.planPanel()->planLabel()->text().startsWith("6 frames"),
                              kTimeoutMs);

@@ -203,6 +203,7 @@ class WindowEndToEnd : public QObject {
     owned.reset();
     {
       MainWindow reopened(chats);
+      reopened.engine()->setCacheDirectory(dir_.filePath(QStringLiteral("ingest-cache")));
       reopened.loadModel(demo);
       reopened.restoreLastSession(true);
       reopened.show();
@@ -213,6 +214,15 @@ class WindowEndToEnd : public QObject {
       QCOMPARE(reopened.chatModel()->record().id, id);
       QCOMPARE(reopened.chatModel()->rowCount(), 2);
       QCOMPARE(reopened.chatModel()->record().messages.last().text, window_last_answer);
+      // Ingesting the reopened chat's book restores the KV snapshot the first window saved:
+      // nothing is prefilled again.
+      QSignalSpy reingested(reopened.engine(), &Engine::ingestFinished);
+      QTRY_VERIFY_WITH_TIMEOUT(reopened.planPanel()->ingestButton()->isEnabled(), kTimeoutMs);
+      QTest::mouseClick(reopened.planPanel()->ingestButton(), Qt::LeftButton);
+      QTRY_COMPARE_WITH_TIMEOUT(reingested.size(), 1, kTimeoutMs);
+      const auto report = reingested[0][0].value<IngestReport>();
+      QCOMPARE(report.prefilled_tokens, 0);
+      QCOMPARE(report.restored_tokens, report.source_tokens);
       reopened.close();  // a clean quit this time
     }
     MainWindow third(chats);

@@ -643,6 +643,9 @@ void EngineWorker::ask(const QString& question, const IngestChoices& choices,
   timer.start();
   AnswerStats stats;
   try {
+    // Also when the source is ingested already: a session made on the CPU with an f32 cache
+    // never answers for choices that now say a GPU or another precision.
+    check_engine_support(choices);
     if (!state_->session || !state_->session_for ||
         !same_source_tokens(*state_->session_for, choices) ||
         state_->session_for->context != choices.context ||

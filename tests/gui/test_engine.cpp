@@ -369,6 +369,23 @@ void EngineTest::askStreamsTheSessionsAnswer() {
   engine.ask(QStringLiteral("And in chapter 3?"), IngestChoices{}, settings);
   QTRY_COMPARE_WITH_TIMEOUT(finished.size(), 2, kTimeoutMs);
   QVERIFY(finished[1][0].value<AnswerStats>().reused_tokens >= session->plan().source_tokens);
+
+  // Choices this build cannot run are refused even with the source ingested already: the f32
+  // session on the CPU does not answer for an int8 cache or a GPU.
+  for (const auto& [devices, kv_cache] :
+       {std::pair{QStringLiteral("cpu"), QStringLiteral("int8")},
+        std::pair{QStringLiteral("cuda:0"), QStringLiteral("auto")}}) {
+    IngestChoices refused;
+    refused.devices = devices;
+    refused.kv_cache = kv_cache;
+    const qsizetype before = finished.size();
+    engine.ask(QStringLiteral("And in chapter 4?"), refused, settings);
+    QTRY_COMPARE_WITH_TIMEOUT(finished.size(), before + 1, kTimeoutMs);
+    QCOMPARE(finished.last()[1].value<AnswerEnd>(), AnswerEnd::failed);
+    const QString error = finished.last()[2].toString();
+    QVERIFY2(error.contains(kv_cache == QLatin1String("int8") ? kv_cache : devices),
+             qPrintable(error));
+  }
 }
 
 void EngineTest::stopEndsTheAnswerEarly() {

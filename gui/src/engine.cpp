@@ -710,6 +710,10 @@ Engine::Engine(QObject* parent) : QObject(parent) {
   register_engine_types();
   worker_ = new EngineWorker(stop_);
   worker_->moveToThread(&thread_);
+  // Each worker signal is relayed as an Engine signal (a queued signal-to-signal connection)
+  // rather than connected by the window straight to the worker: receivers that connect directly
+  // (QSignalSpy always does) would then run in the worker's thread. Through the relay every
+  // receiver of Engine's signals runs in the UI thread, whatever connection type it asks for.
   const auto relay = [this](auto from, auto to) {
     connect(worker_, from, this, to, Qt::QueuedConnection);
   };

@@ -131,21 +131,6 @@ Prompt session_source_prompt(const ChatTemplate& chat_template, const Tokenizer&
   return question_independent_prefix(render_with("A"), render_with("B"));
 }
 
-SessionPlan Session::plan_text(const Model& model, const Tokenizer& tokenizer,
-                               const std::string& text, const SessionOptions& options) {
-  const ChatTemplate& chat_template = session_template(default_session_template(false), false, options);
-  return make_plan(model.config(),
-                   session_source_prompt(chat_template, tokenizer, text, nullptr).size(), options);
-}
-
-SessionPlan Session::plan_video(const Model& model, const Tokenizer& tokenizer,
-                                const VideoCodes& video, const SessionOptions& options) {
-  require_vision(model);
-  const ChatTemplate& chat_template = session_template(default_session_template(true), true, options);
-  return make_plan(model.config(),
-                   session_source_prompt(chat_template, tokenizer, {}, &video).size(), options);
-}
-
 std::unique_ptr<Session> Session::for_text(const Model& model, const Tokenizer& tokenizer,
                                            std::string text, const SessionOptions& options) {
   return create(model, tokenizer, default_session_template(false), std::move(text), std::nullopt,

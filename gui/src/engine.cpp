@@ -1,8 +1,8 @@
 #include "lwm/gui/engine.h"
-#include "lwm/gui/text_format.h"
 
 #include <QElapsedTimer>
 #include <QFileInfo>
+#include <QStandardPaths>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -17,7 +17,10 @@
 #include "lwm/devices.h"
 #include "lwm/error.h"
 #include "lwm/generation.h"
+#include "lwm/gui/text_format.h"
+#include "lwm/ingest_cache.h"
 #include "lwm/model.h"
+#include "lwm/planner.h"
 #include "lwm/session.h"
 #include "lwm/tokenizer.h"
 #include "lwm/video.h"
@@ -41,6 +44,15 @@ QList<DeviceChoice> device_choices(QString* gpu_status) {
     }
     choices.push_back({id, label});
   }
+  // Several GPUs: one long context across all of them (the ring, design.md "Devices").
+  const std::vector<DeviceInfo> gpus = list.gpus();
+  if (gpus.size() > 1) {
+    std::int64_t free = 0;
+    for (const DeviceInfo& gpu : gpus) free += std::max<std::int64_t>(gpu.available_bytes, 0);
+    choices.push_back(
+        {QStringLiteral("cuda"),
+         QStringLiteral("cuda (all %1 GPUs, %2 free)").arg(gpus.size()).arg(format_bytes(free))});
+  }
   return choices;
 }
 
@@ -48,6 +60,7 @@ void register_engine_types() {
   qRegisterMetaType<ModelInfo>();
   qRegisterMetaType<SourceInfo>();
   qRegisterMetaType<PlanInfo>();
+  qRegisterMetaType<IngestReport>();
   qRegisterMetaType<IngestChoices>();
   qRegisterMetaType<GenerationSettings>();
   qRegisterMetaType<AnswerStats>();
@@ -58,16 +71,16 @@ namespace {
 
 // Tokens kept free for the question and the answer when the context is sized to the source.
 constexpr std::int64_t kAnswerReserve = 512;
+constexpr std::int64_t kPrefillChunk = 256;
+constexpr std::int64_t kDefaultFrames = 8;  // LWM's chat default
 // Side of the timeline thumbnails decoded in the "decoding" stage.
 constexpr int kThumbnailSide = 96;
-
-struct Cancelled {};
 
 SessionOptions session_options(const IngestChoices& choices) {
   SessionOptions options;
   options.context = choices.context;
   options.answer_reserve = kAnswerReserve;
-  options.prefill_chunk = 256;
+  options.prefill_chunk = kPrefillChunk;
   return options;
 }
 
@@ -77,7 +90,7 @@ FrameSamplingOptions frame_sampling(const IngestChoices& choices) {
     sampling.selection = FrameSelection::rate;
     sampling.frames_per_second = choices.fps;
   } else {
-    sampling.max_frames = choices.frames > 0 ? choices.frames : 8;  // LWM's chat default
+    sampling.max_frames = choices.frames > 0 ? choices.frames : kDefaultFrames;
   }
   return sampling;
 }
@@ -87,16 +100,27 @@ bool same_source_tokens(const IngestChoices& a, const IngestChoices& b) {
   return a.frames == b.frames && a.fps == b.fps;
 }
 
-// The devices and cache precision this build can honour; anything else is an error, never a
-// silent substitution. The core names the devices there are (parse_device_list) and those a
-// session cannot run on yet (check_session_devices).
-void check_devices(const IngestChoices& choices) {
-  check_session_devices(parse_device_list(choices.devices.toStdString(), list_devices()));
-  if (choices.kv_cache != "auto" && choices.kv_cache != "f32") {
+// "auto" is what lwm plan defaults to: f32 on the CPU, bf16 on GPUs.
+KvPrecision kv_precision_for(const IngestChoices& choices, const DeviceSelection& devices) {
+  if (choices.kv_cache.isEmpty() || choices.kv_cache == QLatin1String("auto")) {
+    return devices.kind == DeviceKind::cuda ? KvPrecision::bf16 : KvPrecision::f32;
+  }
+  return parse_kv_precision(choices.kv_cache.toStdString());
+}
+
+// The devices and cache precision this build can run a session with; anything else is an
+// error, never a silent substitution. The core names the devices there are (parse_device_list)
+// and those a session cannot run on yet (check_session_devices); the plan still shows what the
+// others would take.
+void check_engine_support(const IngestChoices& choices) {
+  const DeviceSelection devices = parse_device_list(choices.devices.toStdString(), list_devices());
+  check_session_devices(devices);
+  const KvPrecision precision = kv_precision_for(choices, devices);
+  if (precision != KvPrecision::f32) {
     throw Error(ErrorKind::unsupported,
-                "a " + choices.kv_cache.toStdString() +
-                    " KV cache needs a GPU; the CPU backend keeps the cache in f32, so choose "
-                    "f32 or auto");
+                std::string("this build's sessions keep the KV cache in f32, not ") +
+                    to_string(precision) + "; choose f32 or auto to ingest (the plan shows what " +
+                    to_string(precision) + " would take)");
   }
 }
 
@@ -111,21 +135,52 @@ qint64 safetensors_bytes(const fs::path& dir) {
   return total;
 }
 
-// Prefill rate of this model on this machine: the faster of two short forward passes (the
-// first one also pays for page faults on the memory-mapped weights).
-double measure_prefill_rate(const Model& model) {
+// What tells this model's weights apart from another's with the same config.json (two
+// fine-tunes): each weight file's name, size and modification time. A copied model misses the
+// cache once; two different models never share a KV snapshot.
+std::string weights_identity(const fs::path& dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().extension() != ".safetensors") continue;
+    const auto modified = fs::last_write_time(entry.path(), ec).time_since_epoch().count();
+    files.push_back(entry.path().filename().string() + " " + std::to_string(entry.file_size(ec)) +
+                    " " + std::to_string(modified));
+  }
+  std::sort(files.begin(), files.end());
+  std::string all;
+  for (const std::string& file : files) all += file + "\n";
+  return bytes_sha256(all);
+}
+
+// The planner's prefill time for `tokens` of text on the CPU (its default throughput).
+double planned_prefill_seconds(const ModelConfig& config, std::int64_t tokens) {
+  PlanRequest request;
+  request.model = config;
+  request.text = TextSourceInfo{};
+  request.text->source_tokens = tokens;
+  request.devices = parse_device_list("cpu", list_devices());
+  request.prefill_chunk = kPrefillChunk;
+  const IngestPlan plan = plan_ingest(request);
+  return plan.seconds ? plan.seconds->prefill : 0.0;
+}
+
+// This machine's prefill time over the planner's, from the faster of two short forward passes
+// (the first one also pays for page faults on the memory-mapped weights).
+double measure_prefill_scale(const Model& model) {
   constexpr std::int64_t n = 16;
   std::vector<std::int32_t> tokens(n, model.config().bos_token_id);
-  double best = 0.0;
+  double best = -1.0;
   for (int run = 0; run < 2; ++run) {
     KVCache cache(model.config(), n);
     const auto start = std::chrono::steady_clock::now();
     model.forward(tokens, cache, LogitsFor::none, nullptr);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (seconds > 0) best = std::max(best, static_cast<double>(n) / seconds);
+    if (best < 0 || seconds < best) best = seconds;
   }
-  return best;
+  const double planned = planned_prefill_seconds(model.config(), n);
+  return planned > 0 && best > 0 ? best / planned : 1.0;
 }
 
 AnswerEnd answer_end(StopReason reason) {
@@ -149,25 +204,45 @@ struct EngineWorker::State {
   std::optional<Tokenizer> tokenizer;
   std::unique_ptr<Vqgan> vqgan;
   ModelInfo info;
+  std::string weights_id;  // weights_identity(): part of the KV snapshots' key
+  // This machine's prefill seconds over the planner's default throughput: measured at load,
+  // then from every real ingest, so estimates follow what this machine does.
+  double prefill_scale = 1.0;
+  // The ingest cache on disk (frame codes and KV snapshots); empty: none.
+  fs::path cache_dir;
+  double snapshot_every_s = 30.0;
   // The source.
   SourceKind kind = SourceKind::none;
   fs::path path;
   std::string book_text;
   VideoInfo video;
+  std::string source_sha256;  // of the file, computed at its first cached ingest
+  // The source's part of every plan (prompt layout, a book's exact token count): made once per
+  // source and model, since counting a book's tokens tokenizes all of it.
+  std::optional<PlanRequest> plan_base;
   // What ingest computed, kept across a cancel.
   std::optional<IngestChoices> tokens_for;  // the choices `video_tokens` were made with
   std::optional<VideoTokens> video_tokens;
+  std::string video_codes_key;  // the ingest cache's key of those codes (empty: not cached)
+  std::int64_t frames_from_cache = 0;
   std::unique_ptr<Session> session;
   std::optional<IngestChoices> session_for;
 
-  void forget_source() {
-    kind = SourceKind::none;
-    book_text.clear();
-    video = {};
+  void forget_session() {
     session.reset();
     session_for.reset();
     video_tokens.reset();
     tokens_for.reset();
+    video_codes_key.clear();
+    frames_from_cache = 0;
+    plan_base.reset();
+  }
+  void forget_source() {
+    kind = SourceKind::none;
+    book_text.clear();
+    video = {};
+    source_sha256.clear();
+    forget_session();
   }
 
   void require_model() const {
@@ -189,22 +264,87 @@ struct EngineWorker::State {
     }
   }
 
-  // Dummy codes with the layout the VQGAN will produce, for plans made before decoding.
-  VideoCodes planned_codes(std::int64_t frames) const {
-    VideoCodes codes;
-    codes.codes_per_frame = vqgan->config().tokens_per_frame();
-    codes.vocabulary.codebook_size = static_cast<std::int32_t>(vqgan->config().num_embeddings);
-    codes.codes.assign(static_cast<std::size_t>(frames * codes.codes_per_frame), 0);
-    return codes;
+  // The session's KV snapshot in the ingest cache, keyed by what its tokens depend on (a book's
+  // file; a video's codes key: content, frame choice, VQGAN) and by the weights; empty without
+  // a cache or before a video's codes are cached.
+  fs::path snapshot_path() {
+    if (cache_dir.empty() || !session) return {};
+    const std::string source = kind == SourceKind::video ? video_codes_key : source_hash({});
+    if (source.empty()) return {};
+    return session_snapshot_path(cache_dir, source + "\n" + weights_id, model->config(),
+                                 session->chat_template().name);
   }
 
-  std::int64_t planned_frames(const IngestChoices& choices) const {
-    const std::int64_t in_video = std::max<std::int64_t>(video.frame_count, 1);
-    if (choices.fps > 0) {
-      return std::clamp<std::int64_t>(
-          static_cast<std::int64_t>(std::ceil(video.duration_seconds * choices.fps)), 1, in_video);
+  const std::string& source_hash(const ProgressCallback& progress) {
+    if (source_sha256.empty()) source_sha256 = file_sha256(path, progress);
+    return source_sha256;
+  }
+
+  PlanRequest request_for(const IngestChoices& choices) {
+    if (!plan_base) {
+      plan_base = kind == SourceKind::video
+                      ? plan_request_for_video(model->config(), vqgan->config(), *tokenizer, video)
+                      : plan_request_for_text(model->config(), *tokenizer, book_text);
     }
-    return std::min<std::int64_t>(choices.frames > 0 ? choices.frames : 8, in_video);
+    PlanRequest request = *plan_base;
+    const DeviceList all = list_devices();
+    request.devices = parse_device_list(choices.devices.toStdString(), all);
+    request.all_devices = all.devices;
+    request.kv_precision = kv_precision_for(choices, request.devices);
+    // On the CPU the weights are the memory-mapped files; elsewhere the planner counts bf16.
+    if (request.devices.kind == DeviceKind::cpu) request.weight_bytes = info.weights_bytes;
+    request.frames = choices.frames > 0 ? choices.frames : kDefaultFrames;
+    request.fps = choices.fps;
+    request.context = choices.context;
+    request.answer_reserve = kAnswerReserve;
+    request.prefill_chunk = kPrefillChunk;
+    return request;
+  }
+
+  PlanInfo make_plan(const IngestChoices& choices) {
+    const PlanRequest request = request_for(choices);
+    const IngestPlan planned = plan_ingest(request);
+    PlanInfo plan;
+    plan.frames = static_cast<qint64>(planned.frames.size());
+    for (const PlannedFrame& frame : planned.frames) plan.frame_times << frame.time_seconds;
+    plan.source_tokens = planned.source_tokens;
+    plan.tokens_exact = planned.tokens_exact;
+    plan.context = planned.context;
+    plan.kv_cache = QString::fromLatin1(to_string(request.kv_precision));
+    for (const DevicePlan& device : planned.devices) {
+      DevicePlanInfo use;
+      use.device = QString::fromStdString(device.device);
+      use.ranks = device.ranks;
+      use.context_tokens = device.context_tokens;
+      use.weights_bytes = device.weight_bytes;
+      use.kv_bytes = device.kv_cache_bytes;
+      use.workspace_bytes = device.workspace_bytes;
+      use.total_bytes = device.total_bytes;
+      use.available_bytes = device.available_bytes;
+      use.fits = device.fits;
+      plan.kv_bytes += use.kv_bytes;
+      plan.devices << use;
+    }
+    if (planned.seconds) {
+      plan.decoding_s = planned.seconds->decoding;
+      plan.tokenizing_s = planned.seconds->tokenizing;
+      plan.prefill_s = planned.seconds->prefill * prefill_scale;
+      plan.estimated_s = plan.decoding_s + plan.tokenizing_s + plan.prefill_s;
+    }
+    plan.fits = planned.fits;
+    plan.problem = QString::fromStdString(planned.problem);
+    plan.suggestion = QString::fromStdString(planned.suggestion);
+    plan.max_frames = planned.max_frames;
+    plan.max_fps = planned.max_fps;
+    QString cannot_run;
+    try {
+      check_engine_support(choices);
+    } catch (...) {
+      cannot_run = describe_current_exception();
+    }
+    plan.runnable = plan.fits && cannot_run.isEmpty();
+    plan.verdict = plan_verdict(plan, cannot_run);
+    return plan;
   }
 };
 
@@ -248,14 +388,12 @@ void EngineWorker::loadModel(const QString& directory) {
     info.context_window = model->config().max_sequence_length;
     info.parameters = model->config().parameter_count();
     info.weights_bytes = safetensors_bytes(dir);
-    info.kv_bytes_per_token = model->config().kv_bytes_per_token(DType::f32);
-    info.prefill_tokens_per_s = measure_prefill_rate(*model);
+    const double prefill_scale = measure_prefill_scale(*model);
 
     // The new model replaces the old one only once it loaded completely.
-    state_->session.reset();
-    state_->session_for.reset();
-    state_->video_tokens.reset();
-    state_->tokens_for.reset();
+    state_->forget_session();
+    state_->prefill_scale = prefill_scale;
+    state_->weights_id = weights_identity(dir);
     state_->model = std::move(model);
     state_->tokenizer.emplace(std::move(tokenizer));
     state_->vqgan = std::move(vqgan);
@@ -315,101 +453,55 @@ void EngineWorker::plan(const IngestChoices& choices) {
   try {
     state_->require_model();
     state_->require_source();
-    const State& s = *state_;
-    plan.devices = choices.devices.split(',', Qt::SkipEmptyParts);
-    plan.weights_bytes = s.info.weights_bytes;
-    plan.available_bytes = available_memory_bytes();
-    check_devices(choices);
-    const SessionOptions options = session_options(choices);
-    SessionPlan session_plan;
-    std::int64_t overhead = 0;  // tokens beside the frames
-    std::int64_t per_frame = 0;
-    if (s.kind == SourceKind::video) {
-      plan.frames = s.planned_frames(choices);
-      per_frame = s.vqgan->config().tokens_per_frame() + 1;  // codes and a delimiter (§2.3)
-      // Far too many frames for the model: say so without building a prompt that large.
-      const std::int64_t limit = s.model->config().max_sequence_length;
-      if (plan.frames * per_frame >= limit) {
-        throw Error(ErrorKind::out_of_memory,
-                    std::to_string(plan.frames) + " frames are at least " +
-                        std::to_string(plan.frames * per_frame) +
-                        " tokens, more than the model's context of " + std::to_string(limit));
-      }
-      // Counted before the frames are decoded: the prompt of that many frames of zero codes.
-      session_plan =
-          Session::plan_video(*s.model, *s.tokenizer, s.planned_codes(plan.frames), options);
-      overhead = session_plan.source_tokens - plan.frames * per_frame;
-    } else {
-      session_plan = Session::plan_text(*s.model, *s.tokenizer, s.book_text, options);
-    }
-    plan.source_tokens = session_plan.source_tokens;
-    plan.context = session_plan.context;
-    plan.kv_bytes = session_plan.kv_cache_bytes;
-    if (s.info.prefill_tokens_per_s > 0) {
-      plan.estimated_s = static_cast<double>(plan.source_tokens) / s.info.prefill_tokens_per_s;
-    }
-    const qint64 needed = plan.kv_bytes + plan.weights_bytes;
-    plan.fits = needed <= plan.available_bytes;
-    if (plan.fits) {
-      // "about" only in front of a real estimate ("prefill under 0.1 s", not "about under").
-      const QString prefill = plan.estimated_s < 0 ? tr("prefill time not known yet")
-                              : plan.estimated_s < 0.05
-                                  ? tr("prefill %1").arg(format_duration(plan.estimated_s))
-                                  : tr("prefill about %1").arg(format_duration(plan.estimated_s));
-      plan.verdict = tr("Fits on %1: %2 tokens in a context of %3; KV cache %4 + weights %5 of "
-                        "%6 free; %7.")
-                         .arg(plan.devices.join(", "))
-                         .arg(plan.source_tokens)
-                         .arg(plan.context)
-                         .arg(format_bytes(plan.kv_bytes), format_bytes(plan.weights_bytes),
-                              format_bytes(plan.available_bytes), prefill);
-    } else {
-      const qint64 tokens_in_memory =
-          s.info.kv_bytes_per_token > 0
-              ? std::max<qint64>(0, plan.available_bytes - plan.weights_bytes) /
-                    s.info.kv_bytes_per_token
-              : 0;
-      QString would = tr("a smaller context");
-      if (s.kind == SourceKind::video && per_frame > 0) {
-        const qint64 frames = (tokens_in_memory - kAnswerReserve - overhead) / per_frame;
-        would = frames > 0 ? tr("at most %1 frames").arg(frames) : tr("a machine with more memory");
-      }
-      plan.verdict = tr("Will not fit: the KV cache (%1) and the weights (%2) need %3, but %4 is "
-                        "free on %5. Choose %6.")
-                         .arg(format_bytes(plan.kv_bytes), format_bytes(plan.weights_bytes),
-                              format_bytes(needed), format_bytes(plan.available_bytes),
-                              plan.devices.join(", "), would);
-    }
-  } catch (const Error& error) {
-    // A source that does not fit the context is a plan, not a failure: say what would.
-    plan.fits = false;
-    const bool too_large = error.kind() == ErrorKind::out_of_memory ||
-                           std::string_view(error.what()).find("context") != std::string_view::npos;
-    plan.verdict = too_large ? tr("Will not fit: %1.").arg(QString::fromStdString(error.what()))
-                             : describe_current_exception();
-    if (state_->kind == SourceKind::video && state_->vqgan && state_->model &&
-        error.kind() == ErrorKind::out_of_memory) {
-      const qint64 per_frame = state_->vqgan->config().tokens_per_frame() + 1;
-      const qint64 limit = state_->model->config().max_sequence_length - kAnswerReserve;
-      plan.verdict += tr(" At most about %1 frames fit this model's context.")
-                          .arg(std::max<qint64>(limit / per_frame - 1, 0));
-    }
+    plan = state_->make_plan(choices);
   } catch (...) {
+    // An impossible choice (a device that is not there, no source) is a plan that says why.
     plan.fits = false;
-    plan.verdict = describe_current_exception();
+    plan.runnable = false;
+    plan.problem = describe_current_exception();
+    plan.verdict = plan.problem;
   }
   emit planned(plan);
 }
 
-bool EngineWorker::run_ingest(const IngestChoices& choices) {
+void EngineWorker::setCacheDirectory(const QString& directory, double snapshot_every_s) {
+  state_->cache_dir = fs::path(directory.toStdString());
+  state_->snapshot_every_s = snapshot_every_s;
+}
+
+bool EngineWorker::run_ingest(const IngestChoices& choices, IngestReport& report) {
   State& s = *state_;
   s.require_model();
   s.require_source();
-  check_devices(choices);
+  check_engine_support(choices);
+  bool cached = !s.cache_dir.empty();
+  if (std::error_code ec; cached && !fs::create_directories(s.cache_dir, ec) && ec) {
+    // A cache that cannot be written costs the resume, not the ingest.
+    qWarning("lwm-studio: the ingest cache '%s' cannot be created (%s); ingesting without it",
+             s.cache_dir.c_str(), ec.message().c_str());
+    cached = false;
+  }
   QString stage;
   const auto reporter = [&](const Progress& progress) {
     emit ingestProgress(stage, progress.done, progress.total, progress.eta_seconds());
     return !stop_.load();
+  };
+  fs::path snapshot;  // the session's KV snapshot in the ingest cache
+  bool snapshot_failed = false;
+  double snapshot_seconds = 0.0;  // how long the last save took
+  const auto save_snapshot = [&] {
+    if (snapshot.empty() || snapshot_failed) return;
+    try {
+      const auto start = std::chrono::steady_clock::now();
+      s.session->save(snapshot);
+      snapshot_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    } catch (const Error& error) {
+      // The ingest goes on without a snapshot: a full disk costs the resume, not the answer.
+      snapshot_failed = true;
+      qWarning("lwm-studio: the KV snapshot '%s' could not be written: %s", snapshot.c_str(),
+               error.what());
+    }
   };
   try {
     const bool reuse = s.session && s.session_for && same_source_tokens(*s.session_for, choices) &&
@@ -420,7 +512,9 @@ bool EngineWorker::run_ingest(const IngestChoices& choices) {
       if (s.kind == SourceKind::video) {
         if (!s.video_tokens || !s.tokens_for || !same_source_tokens(*s.tokens_for, choices)) {
           s.video_tokens.reset();
+          s.video_codes_key.clear();
           stage = QStringLiteral("decoding");
+          if (cached) s.source_hash(reporter);
           FrameSamplingOptions thumbs = frame_sampling(choices);
           thumbs.resolution = kThumbnailSide;
           thumbs.progress = reporter;
@@ -438,9 +532,21 @@ bool EngineWorker::run_ingest(const IngestChoices& choices) {
           stage = QStringLiteral("tokenizing");
           FrameSamplingOptions sampling = frame_sampling(choices);
           sampling.progress = reporter;
-          s.video_tokens = tokenize_video(s.path, *s.vqgan, sampling);
+          if (cached) {
+            // Frame codes go to the disk as they are computed: a cancel or a kill keeps them.
+            CachedVideoTokens tokens =
+                tokenize_video_cached(s.path, *s.vqgan, sampling, s.cache_dir, s.source_sha256);
+            s.video_tokens = std::move(tokens.tokens);
+            s.frames_from_cache = tokens.frames_from_cache;
+            s.video_codes_key = tokens.cache_file.stem().string();
+          } else {
+            s.video_tokens = tokenize_video(s.path, *s.vqgan, sampling);
+            s.frames_from_cache = 0;
+          }
           s.tokens_for = choices;
         }
+        report.frames = s.video_tokens->codes.frames();
+        report.frames_from_cache = s.frames_from_cache;
         stage = QStringLiteral("tokenizing");
         emit ingestProgress(stage, 0, 1, -1.0);
         s.session = Session::for_video(*s.model, *s.tokenizer, s.video_tokens->codes,
@@ -452,21 +558,63 @@ bool EngineWorker::run_ingest(const IngestChoices& choices) {
             Session::for_text(*s.model, *s.tokenizer, s.book_text, session_options(choices));
       }
       s.session_for = choices;
+      if (cached) snapshot = s.snapshot_path();
+      if (!snapshot.empty()) {
+        std::error_code ec;
+        if (fs::exists(snapshot, ec)) {
+          try {
+            report.restored_tokens = s.session->restore(snapshot);
+          } catch (const Error& error) {
+            // Damaged, another model's, or more than this context holds: computed again.
+            qWarning("lwm-studio: the KV snapshot '%s' is not used: %s", snapshot.c_str(),
+                     error.what());
+          }
+        }
+      }
       emit ingestProgress(stage, 1, 1, 0.0);
+    } else {
+      if (cached) snapshot = s.snapshot_path();
+      report.frames = s.video_tokens ? s.video_tokens->codes.frames() : 0;
+      report.frames_from_cache = s.frames_from_cache;
     }
     stage = QStringLiteral("prefill");
     const std::int64_t before = s.session->cached_tokens();
     const auto start = std::chrono::steady_clock::now();
-    s.session->ingest(reporter);
-    // Later plans estimate from the rate this machine reached on real chunks.
+    auto last_snapshot = start;
+    s.session->ingest([&](const Progress& progress) {
+      // Every `snapshot_every_s` the cache so far goes to the disk, before the UI hears of it: a
+      // kill loses at most that much prefill. Each save writes the whole cache, so saves are
+      // also kept 4 × their own duration apart: at most a fifth of the time goes to them.
+      const auto now = std::chrono::steady_clock::now();
+      if (std::chrono::duration<double>(now - last_snapshot).count() >=
+          std::max(s.snapshot_every_s, 4.0 * snapshot_seconds)) {
+        save_snapshot();
+        last_snapshot = now;
+      }
+      return reporter(progress);
+    });
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const std::int64_t computed = s.session->cached_tokens() - before;
-    if (computed >= 64 && seconds > 0) s.info.prefill_tokens_per_s = computed / seconds;
+    report.prefilled_tokens = computed;
+    if (computed > 0) save_snapshot();
+    // Later plans estimate from what this machine did on real chunks.
+    if (computed >= 64 && seconds > 0) {
+      const double planned = planned_prefill_seconds(s.model->config(), computed);
+      if (planned > 0) s.prefill_scale = seconds / planned;
+    }
+    report.source_tokens = s.session->plan().source_tokens;
+    report.cached_tokens = s.session->cached_tokens();
     return true;
   } catch (const Error& error) {
     if (error.kind() != ErrorKind::cancelled) throw;
-    emit ingestCancelled(stage, s.session ? s.session->cached_tokens() : 0);
+    if (s.session) {
+      report.source_tokens = s.session->plan().source_tokens;
+      report.cached_tokens = s.session->cached_tokens();
+      if (stage == QLatin1String("prefill")) save_snapshot();
+    }
+    report.stage = stage;
+    emit ingestCancelled(report);
     return false;
   }
 }
@@ -476,8 +624,10 @@ void EngineWorker::ingest(const IngestChoices& choices) {
   QElapsedTimer timer;
   timer.start();
   try {
-    if (run_ingest(choices)) {
-      emit ingestFinished(state_->session->cached_tokens(), timer.elapsed() / 1000.0);
+    IngestReport report;
+    if (run_ingest(choices, report)) {
+      report.seconds = timer.elapsed() / 1000.0;
+      emit ingestFinished(report);
     }
   } catch (...) {
     emit failed(tr("Ingesting"), describe_current_exception());
@@ -493,11 +643,15 @@ void EngineWorker::ask(const QString& question, const IngestChoices& choices,
   timer.start();
   AnswerStats stats;
   try {
+    // Also when the source is ingested already: a session made on the CPU with an f32 cache
+    // never answers for choices that now say a GPU or another precision.
+    check_engine_support(choices);
     if (!state_->session || !state_->session_for ||
         !same_source_tokens(*state_->session_for, choices) ||
         state_->session_for->context != choices.context ||
         state_->session->cached_tokens() < state_->session->plan().source_tokens) {
-      if (!run_ingest(choices)) {
+      IngestReport report;
+      if (!run_ingest(choices, report)) {
         emit answerFinished(stats, AnswerEnd::stopped, QString());
         emit busyChanged(false);
         return;
@@ -556,6 +710,10 @@ Engine::Engine(QObject* parent) : QObject(parent) {
   register_engine_types();
   worker_ = new EngineWorker(stop_);
   worker_->moveToThread(&thread_);
+  // Each worker signal is relayed as an Engine signal (a queued signal-to-signal connection)
+  // rather than connected by the window straight to the worker: receivers that connect directly
+  // (QSignalSpy always does) would then run in the worker's thread. Through the relay every
+  // receiver of Engine's signals runs in the UI thread, whatever connection type it asks for.
   const auto relay = [this](auto from, auto to) {
     connect(worker_, from, this, to, Qt::QueuedConnection);
   };
@@ -614,6 +772,20 @@ void Engine::ask(const QString& question, const IngestChoices& choices,
   QMetaObject::invokeMethod(
       worker_, [w = worker_, question, choices, settings] { w->ask(question, choices, settings); },
       Qt::QueuedConnection);
+}
+
+void Engine::setCacheDirectory(const QString& directory, double snapshot_every_s) {
+  QMetaObject::invokeMethod(
+      worker_,
+      [w = worker_, directory, snapshot_every_s] {
+        w->setCacheDirectory(directory, snapshot_every_s);
+      },
+      Qt::QueuedConnection);
+}
+
+QString default_cache_directory() {
+  return QStandardPaths::writableLocation(QStandardPaths::CacheLocation) +
+         QStringLiteral("/ingest");
 }
 
 void Engine::stop() {

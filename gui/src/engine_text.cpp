@@ -125,4 +125,76 @@ void fill_book_source(const Book& book, SourceInfo& source) {
                        .arg(text.size());
 }
 
+QString plan_verdict(const PlanInfo& plan, const QString& cannot_run) {
+  QString text;
+  if (plan.fits) {
+    QStringList devices;
+    for (const DevicePlanInfo& device : plan.devices) devices << device.device;
+    // The stages a source has (a book is neither decoded nor VQGAN-encoded), and "about" only
+    // in front of a real estimate ("under 0.1 s in all", not "about under 0.1 s").
+    QStringList stages;
+    if (plan.decoding_s > 0)
+      stages << QObject::tr("decoding %1").arg(format_duration(plan.decoding_s));
+    if (plan.tokenizing_s > 0) {
+      stages << QObject::tr("tokenizing %1").arg(format_duration(plan.tokenizing_s));
+    }
+    stages << QObject::tr("prefill %1").arg(format_duration(plan.prefill_s));
+    const QString time =
+        plan.estimated_s < 0 ? QObject::tr("no time estimate for these devices yet")
+        : plan.estimated_s < 0.05
+            ? QObject::tr("%1 in all").arg(format_duration(plan.estimated_s))
+            : QObject::tr("about %1 (%2)")
+                  .arg(format_duration(plan.estimated_s), stages.join(QStringLiteral(", ")));
+    text = QObject::tr("Fits on %1: %2 tokens in a context of %3; %4 KV cache %5; %6.")
+               .arg(devices.join(QStringLiteral(", ")))
+               .arg(plan.source_tokens)
+               .arg(plan.context)
+               .arg(plan.kv_cache, format_bytes(plan.kv_bytes), time);
+  } else {
+    text = plan.problem;
+    if (!plan.suggestion.isEmpty()) text += ' ' + plan.suggestion;
+  }
+  if (!cannot_run.isEmpty()) {
+    text += ' ' + QObject::tr("Ingest is refused here: %1").arg(cannot_run);
+  }
+  return text;
+}
+
+QString device_plan_line(const DevicePlanInfo& device, const QString& kv_cache) {
+  const QString free = device.available_bytes < 0
+                           ? QObject::tr("free memory unknown")
+                           : QObject::tr("%1 free").arg(format_bytes(device.available_bytes));
+  return QObject::tr("%1 %2: weights %3 + %4 KV cache %5 (%6 tokens) + work %7 = %8 of %9")
+      .arg(device.fits ? QStringLiteral("\u2714") : QStringLiteral("\u2718"), device.device,
+           format_bytes(device.weights_bytes), kv_cache, format_bytes(device.kv_bytes))
+      .arg(device.context_tokens)
+      .arg(format_bytes(device.workspace_bytes), format_bytes(device.total_bytes), free);
+}
+
+QString ingest_summary(const IngestReport& report, bool cancelled) {
+  QStringList from_disk;
+  if (report.frames_from_cache > 0) {
+    from_disk << QObject::tr("%1 of %2 frames from the ingest cache")
+                     .arg(report.frames_from_cache)
+                     .arg(report.frames);
+  }
+  if (report.restored_tokens > 0) {
+    from_disk << QObject::tr("%1 tokens restored from a snapshot").arg(report.restored_tokens);
+  }
+  const QString disk =
+      from_disk.isEmpty() ? QString() : QStringLiteral(" (%1)").arg(from_disk.join(", "));
+  if (cancelled) {
+    return QObject::tr(
+               "Cancelled during %1; %2 of %3 tokens stay cached%4, and Ingest resumes "
+               "from there.")
+        .arg(report.stage)
+        .arg(report.cached_tokens)
+        .arg(report.source_tokens)
+        .arg(disk);
+  }
+  return QObject::tr("Ingested: %1 tokens cached in %2%3. Ask away.")
+      .arg(report.cached_tokens)
+      .arg(format_duration(report.seconds), disk);
+}
+
 }  // namespace lwm::gui

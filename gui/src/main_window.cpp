@@ -27,10 +27,12 @@
 #include <QSettings>
 #include <QSplitter>
 #include <QStatusBar>
+#include <QTextBlock>
 #include <QTextBrowser>
 #include <QTimer>
 #include <QVBoxLayout>
 
+#include "engine_text.h"
 #include "lwm/gui/app_log.h"
 #include "lwm/gui/app_settings.h"
 #include "lwm/gui/app_state_keeper.h"
@@ -39,6 +41,7 @@
 #include "lwm/gui/chat_store.h"
 #include "lwm/gui/citations.h"
 #include "lwm/gui/engine.h"
+#include "lwm/gui/passage.h"
 #include "lwm/gui/session_list_model.h"
 #include "lwm/gui/text_format.h"
 #include "media_pane.h"
@@ -48,6 +51,24 @@
 
 namespace lwm::gui {
 namespace {
+
+// The sentence around the link `href` that was followed: the occurrence under the text cursor (a
+// click or Enter on a link puts it there), else the last one in the transcript.
+QString link_context(const QTextBrowser* browser, const QString& href) {
+  const int cursor = browser->textCursor().position();
+  QString context;
+  for (QTextBlock block = browser->document()->begin(); block.isValid(); block = block.next()) {
+    for (auto it = block.begin(); !it.atEnd(); ++it) {
+      const QTextFragment fragment = it.fragment();
+      if (fragment.charFormat().anchorHref() != href) continue;
+      context = citing_sentence(block.text(), fragment.position() - block.position());
+      if (cursor >= fragment.position() && cursor <= fragment.position() + fragment.length()) {
+        return context;
+      }
+    }
+  }
+  return context;
+}
 
 QString video_filter() {
   return QObject::tr(
@@ -70,6 +91,8 @@ MainWindow::MainWindow(const QString& chats_directory, QWidget* parent)
   sessions_ = new SessionListModel(owner ? store_.get() : nullptr, this);
   if (owner) keeper_ = new AppStateKeeper(store_.get(), AppStateKeeper::kDefaultDelayMs, this);
   engine_ = new Engine(this);
+  // Frame codes and KV snapshots by content: a killed ingest resumes, a reopened chat is instant.
+  engine_->setCacheDirectory(default_cache_directory());
   chat_ = new ChatModel(this);
   render_timer_ = new QTimer(this);
   render_timer_->setSingleShot(true);
@@ -389,18 +412,13 @@ void MainWindow::connectEngine() {
     if (index == 0) media_->clearThumbnails();
     media_->addThumbnail(index, seconds, image);
   });
-  connect(w, &Engine::ingestFinished, this, [this](qint64 tokens, double seconds) {
+  connect(w, &Engine::ingestFinished, this, [this](const IngestReport& report) {
     ingesting_ = false;
-    plan_->setRunning(false, tr("Ingested: %1 tokens cached in %2. Ask away.")
-                                 .arg(tokens)
-                                 .arg(format_duration(seconds)));
+    plan_->setRunning(false, ingest_summary(report, false));
   });
-  connect(w, &Engine::ingestCancelled, this, [this](const QString& stage, qint64 tokens) {
+  connect(w, &Engine::ingestCancelled, this, [this](const IngestReport& report) {
     ingesting_ = false;
-    plan_->setRunning(false, tr("Cancelled during %1; %2 tokens stay cached, and Ingest resumes "
-                                "from there.")
-                                 .arg(stage)
-                                 .arg(tokens));
+    plan_->setRunning(false, ingest_summary(report, true));
   });
   connect(w, &Engine::answerText, this, [this](const QString& text) {
     if (ingesting_) {
@@ -545,10 +563,10 @@ void MainWindow::followLink(const QUrl& url) {
       shown = media_->seek(citation->seconds);
       break;
     case Citation::Kind::chapter:
-      shown = media_->showChapter(citation->number);
+      shown = media_->showChapter(citation->number, link_context(transcript_, url.toString()));
       break;
     case Citation::Kind::page:
-      shown = media_->showPage(citation->number);
+      shown = media_->showPage(citation->number, link_context(transcript_, url.toString()));
       break;
   }
   if (!shown) {

@@ -12,9 +12,11 @@
 #include <QUrl>
 #include <QVBoxLayout>
 #include <QVideoWidget>
+#include <algorithm>
 #include <cmath>
 
 #include "lwm/gui/citations.h"
+#include "lwm/gui/passage.h"
 #include "lwm/gui/text_format.h"
 
 namespace lwm::gui {
@@ -92,6 +94,7 @@ void MediaPane::showSource(const SourceInfo& source) {
     setCurrentWidget(video_page_);
   } else if (source.kind == SourceKind::book) {
     player_->setSource(QUrl());
+    reader_->setExtraSelections({});
     reader_->setPlainText(source.book_text);
     setCurrentWidget(reader_);
   } else {
@@ -117,50 +120,73 @@ bool MediaPane::seek(double seconds) {
   last_seek_s_ = seconds;
   player_->setPosition(static_cast<qint64>(std::llround(seconds * 1000.0)));
   video_time_->setText(format_timestamp(seconds));
-  // The thumbnail at or before that time is selected, so the timeline shows where we are.
-  int best = -1;
+  QList<double> times;
   for (int i = 0; i < timeline_->count(); ++i) {
-    if (timeline_->item(i)->data(Qt::UserRole).toDouble() <= seconds + 1e-6) best = i;
+    times << timeline_->item(i)->data(Qt::UserRole).toDouble();
   }
-  if (best >= 0) {
-    timeline_->setCurrentRow(best);
-    timeline_->scrollToItem(timeline_->item(best));
+  if (const int row = timeline_row_for(times, seconds); row >= 0) {
+    timeline_->setCurrentRow(row);
+    timeline_->scrollToItem(timeline_->item(row));
   }
   return true;
 }
 
-bool MediaPane::highlight(const BookAnchor& anchor) {
+bool MediaPane::highlight(const BookAnchor& anchor, const QString& context, bool skip_heading) {
+  const auto [begin, end] =
+      cited_passage(source_.book_text, anchor.begin, anchor.end, context, skip_heading);
+  const int last = reader_->document()->characterCount() - 1;
   QTextCursor cursor(reader_->document());
-  cursor.setPosition(static_cast<int>(anchor.begin));
-  cursor.setPosition(
-      static_cast<int>(std::min<qint64>(anchor.end, reader_->document()->characterCount() - 1)),
-      QTextCursor::KeepAnchor);
+  cursor.setPosition(static_cast<int>(std::min<qint64>(begin, last)));
+  cursor.setPosition(static_cast<int>(std::min<qint64>(end, last)), QTextCursor::KeepAnchor);
   reader_->setTextCursor(cursor);
-  // Scroll so the passage starts at the top of the pane.
+  // A marker that stays when the reader loses focus (a selection turns grey then).
+  QTextEdit::ExtraSelection marker;
+  marker.cursor = cursor;
+  marker.format.setBackground(QColor(255, 214, 10, 120));
+  reader_->setExtraSelections({marker});
+  // Scroll so the passage starts a few lines below the top of the pane, its chapter in view.
   QTextCursor start(reader_->document());
-  start.setPosition(static_cast<int>(anchor.begin));
+  start.setPosition(static_cast<int>(std::min<qint64>(begin, last)));
   const QRect rect = reader_->cursorRect(start);
-  reader_->verticalScrollBar()->setValue(reader_->verticalScrollBar()->value() + rect.top());
-  highlight_ = {anchor.begin, anchor.end};
+  QScrollBar* bar = reader_->verticalScrollBar();
+  bar->setValue(bar->value() + rect.top() - 3 * rect.height());
+  highlight_ = {begin, end};
   return true;
 }
 
-bool MediaPane::showChapter(int number) {
+bool MediaPane::showChapter(int number, const QString& context) {
   if (source_.kind != SourceKind::book || number < 1) return false;
   // The chapter that calls itself so first; else the number-th heading.
   for (const BookAnchor& chapter : source_.chapters) {
-    if (chapter_title_number(chapter.title) == number) return highlight(chapter);
+    if (chapter_title_number(chapter.title) == number) return highlight(chapter, context, true);
   }
   if (number > source_.chapters.size()) return false;
-  return highlight(source_.chapters[number - 1]);
+  return highlight(source_.chapters[number - 1], context, true);
 }
 
-bool MediaPane::showPage(int number) {
+bool MediaPane::showPage(int number, const QString& context) {
   if (source_.kind != SourceKind::book) return false;
   for (const BookAnchor& page : source_.pages) {
-    if (page.number == number) return highlight(page);
+    if (page.number == number) return highlight(page, context, false);
   }
   return false;
+}
+
+int timeline_row_for(const QList<double>& frame_seconds, double seconds) {
+  // The labels as the timeline and the player show them, so "same second" means what one sees.
+  const QString shown = format_timestamp(seconds);
+  int best = -1;
+  bool best_same_label = false;
+  for (int i = 0; i < frame_seconds.size(); ++i) {
+    const bool same_label = format_timestamp(frame_seconds[i]) == shown;
+    const double distance = std::abs(frame_seconds[i] - seconds);
+    if (best < 0 || (same_label && !best_same_label) ||
+        (same_label == best_same_label && distance < std::abs(frame_seconds[best] - seconds))) {
+      best = i;
+      best_same_label = same_label;
+    }
+  }
+  return best;
 }
 
 }  // namespace lwm::gui

@@ -16,6 +16,12 @@ class QLabel;
 
 namespace lwm::gui {
 
+// The timeline row that stands for the time `seconds`: among the sampled frames whose clock label
+// (whole seconds, as format_timestamp() and the player show them) is the player's, the one
+// nearest to `seconds`; when no frame has that label, the nearest frame. -1 when there are none.
+// (A cited 0:03 shows the frame labelled 0:03, not an earlier one labelled 0:02.)
+int timeline_row_for(const QList<double>& frame_seconds, double seconds);
+
 class MediaPane : public QStackedWidget {
   Q_OBJECT
 
@@ -28,9 +34,11 @@ class MediaPane : public QStackedWidget {
 
   // Seeks the player (videos); returns false when no video is open.
   bool seek(double seconds);
-  // Scrolls the reader to chapter or page `number` and highlights it; false when there is none.
-  bool showChapter(int number);
-  bool showPage(int number);
+  // Scrolls the reader to chapter or page `number` and highlights the passage `context` (the
+  // citing sentence of the answer) points to there (passage.h: the best-matching sentence, else
+  // the first paragraph); false when there is no such chapter or page.
+  bool showChapter(int number, const QString& context = {});
+  bool showPage(int number, const QString& context = {});
 
   // For tests and the status bar: the time last sought and the reader's highlighted range.
   double lastSeekSeconds() const noexcept { return last_seek_s_; }
@@ -40,7 +48,7 @@ class MediaPane : public QStackedWidget {
   QListWidget* timeline() const { return timeline_; }
 
  private:
-  bool highlight(const BookAnchor& anchor);
+  bool highlight(const BookAnchor& anchor, const QString& context, bool skip_heading);
   SourceInfo source_;
   QWidget* empty_page_ = nullptr;
   QWidget* video_page_ = nullptr;

@@ -10,6 +10,7 @@
 #include <QSpinBox>
 #include <QVBoxLayout>
 
+#include "engine_text.h"
 #include "lwm/gui/text_format.h"
 
 namespace lwm::gui {
@@ -72,7 +73,12 @@ PlanPanel::PlanPanel(QWidget* parent) : QWidget(parent) {
   plan_label_->setAccessibleName(tr("Plan"));
   layout->addWidget(plan_label_);
 
+  suggestion_ = new QPushButton;
+  suggestion_->setAccessibleName(tr("Use what would fit"));
+  suggestion_->setToolTip(tr("Apply the plan's suggestion"));
+  suggestion_->setVisible(false);
   auto* job = new QHBoxLayout;
+  job->addWidget(suggestion_);
   ingest_ = new QPushButton(tr("&Ingest"));
   ingest_->setAccessibleName(tr("Ingest the source"));
   ingest_->setToolTip(tr("Decode, tokenize and prefill the source (Ctrl+I)"));
@@ -103,6 +109,14 @@ PlanPanel::PlanPanel(QWidget* parent) : QWidget(parent) {
   connect(kv_cache_, &QComboBox::currentIndexChanged, this, changed);
   connect(ingest_, &QPushButton::clicked, this, &PlanPanel::ingestRequested);
   connect(cancel_, &QPushButton::clicked, this, &PlanPanel::cancelRequested);
+  connect(suggestion_, &QPushButton::clicked, this, [this] {
+    if (suggested_fps_ > 0) {
+      fps_->setValue(suggested_fps_);
+    } else if (suggested_frames_ > 0) {
+      fps_->setValue(0.0);
+      frames_->setValue(static_cast<int>(suggested_frames_));
+    }
+  });
   setTabOrder(frames_, fps_);
   setTabOrder(fps_, context_);
   setTabOrder(context_, devices_);
@@ -142,15 +156,28 @@ void PlanPanel::setSourceKind(SourceKind kind) {
     labels_.value(field)->setVisible(video);
   }
   ingest_->setEnabled(kind != SourceKind::none);
+  suggestion_->setVisible(false);
   if (kind == SourceKind::none) plan_label_->setText(tr("Open a video or a book to see the plan."));
 }
 
 void PlanPanel::setPlan(const PlanInfo& plan) {
-  fits_ = plan.fits;
+  fits_ = plan.runnable;
   QString text = plan.verdict;
   if (plan.frames > 0) text = tr("%1 frames. ").arg(plan.frames) + text;
+  for (const DevicePlanInfo& device : plan.devices) {
+    text += QLatin1Char('\n') + device_plan_line(device, plan.kv_cache);
+  }
   plan_label_->setText(text);
-  plan_label_->setStyleSheet(plan.fits ? QString() : QStringLiteral("color: #c0392b;"));
+  plan_label_->setStyleSheet(plan.runnable ? QString() : QStringLiteral("color: #c0392b;"));
+  // The planner's frame suggestion as a button (at a rate: the rate; else: the count).
+  suggested_fps_ = plan.fits ? -1.0 : plan.max_fps;
+  suggested_frames_ = plan.fits ? -1 : plan.max_frames;
+  if (suggested_fps_ > 0) {
+    suggestion_->setText(tr("Use %1 frames per second").arg(suggested_fps_));
+  } else if (suggested_frames_ > 0) {
+    suggestion_->setText(tr("Use %1 frames").arg(suggested_frames_));
+  }
+  suggestion_->setVisible(suggested_fps_ > 0 || suggested_frames_ > 0);
 }
 
 void PlanPanel::setProgress(const QString& stage, qint64 done, qint64 total, double eta_s) {

@@ -32,13 +32,17 @@ class PlanPanel : public QWidget {
   void setProgress(const QString& stage, qint64 done, qint64 total, double eta_s);
   // running: the bar and Cancel show; otherwise `message` says how the job ended.
   void setRunning(bool running, const QString& message = {});
-  bool planFits() const noexcept { return fits_; }
+  // The last plan fits and this build can run it.
+  bool planRunnable() const noexcept { return fits_; }
 
   QPushButton* ingestButton() const { return ingest_; }
   QPushButton* cancelButton() const { return cancel_; }
   QProgressBar* progressBar() const { return progress_; }
   QLabel* planLabel() const { return plan_label_; }
   QSpinBox* framesBox() const { return frames_; }
+  QComboBox* kvCacheBox() const { return kv_cache_; }
+  // Shown when the plan does not fit and fewer frames (or a lower rate) would: applies that.
+  QPushButton* suggestionButton() const { return suggestion_; }
 
  signals:
   void choicesChanged();
@@ -58,6 +62,9 @@ class PlanPanel : public QWidget {
   QProgressBar* progress_ = nullptr;
   QPushButton* ingest_ = nullptr;
   QPushButton* cancel_ = nullptr;
+  QPushButton* suggestion_ = nullptr;
+  qint64 suggested_frames_ = -1;
+  double suggested_fps_ = -1.0;
   bool fits_ = false;
 };
 

@@ -140,21 +140,6 @@ TEST(Session, CancelledIngestKeepsWholeChunksAndResumes) {
             fresh_answer(*model, document_prompt("What did the keeper write?"), 5));
 }
 
-TEST(Session, PlanWithoutASessionMatchesTheSession) {
-  test::TempDir dir;
-  const auto model = make_model(dir, 0);
-  const SessionOptions options{.answer_reserve = 37};
-  const SessionPlan planned = Session::plan_text(*model, test_tokenizer(), kBook, options);
-  const auto session = Session::for_text(*model, test_tokenizer(), kBook, options);
-  EXPECT_EQ(planned.source_tokens, session->plan().source_tokens);
-  EXPECT_EQ(planned.context, session->plan().context);
-  EXPECT_EQ(planned.kv_cache_bytes, session->plan().kv_cache_bytes);
-  std::string long_book;
-  for (int i = 0; i < 12; ++i) long_book += kBook + " ";
-  EXPECT_EQ(capture_error([&] { Session::plan_text(*model, test_tokenizer(), long_book); }).kind(),
-            ErrorKind::out_of_memory);
-}
-
 // Devices: the CPU runs through the same runner a GPU would use; what cannot run where it was
 // asked is refused by name, never moved to the CPU.
 TEST(Session, RunsWhereItIsToldOrSaysWhyNot) {

@@ -40,7 +40,8 @@ struct SessionOptions {
   std::optional<KvPrecision> kv_precision;
 };
 
-// What ingest will cost, known before any compute (the GUI shows it as the plan).
+// What a session holds: its source tokens, context and KV-cache size (plans made before a
+// session exists, with memory per device and suggestions, are planner.h's plan_ingest).
 struct SessionPlan {
   std::int64_t source_tokens = 0;  // the rendered prompt without question-dependent tokens
   std::int64_t context = 0;        // KV-cache capacity
@@ -76,14 +77,6 @@ class Session {
   // A session over a video's VQGAN codes (vision-language models only).
   static std::unique_ptr<Session> for_video(const Model& model, const Tokenizer& tokenizer,
                                             VideoCodes video, const SessionOptions& options = {});
-
-  // What for_text() or for_video() would plan, without building the session or allocating its KV
-  // cache: the numbers the GUI shows before ingest. Throws as they do when the source does not
-  // fit the context (the message says what would); does not check the machine's memory.
-  static SessionPlan plan_text(const Model& model, const Tokenizer& tokenizer,
-                               const std::string& text, const SessionOptions& options = {});
-  static SessionPlan plan_video(const Model& model, const Tokenizer& tokenizer,
-                                const VideoCodes& video, const SessionOptions& options = {});
 
   const SessionPlan& plan() const noexcept { return plan_; }
   // The question-independent start of every prompt (with the frames of a video source).

@@ -36,8 +36,14 @@ class EngineWorker : public QObject {
   // Computes what ingesting with `choices` would take; emits planned (fits or not) or failed.
   void plan(const lwm::gui::IngestChoices& choices);
   // Decodes, tokenizes and prefills the source. A cancelled ingest keeps its video tokens and
-  // every prefilled chunk: calling ingest again with the same choices resumes from there.
+  // every prefilled chunk: calling ingest again with the same choices resumes from there. With
+  // a cache directory, frame codes (lwm::tokenize_video_cached) and KV snapshots (Session::save,
+  // after the ingest, when cancelled and every `snapshot_every_s` of prefill) go to the disk,
+  // keyed by content as `lwm ask --cache-dir` keys them, so a killed app resumes there too.
   void ingest(const lwm::gui::IngestChoices& choices);
+  // Where the ingest cache lives (empty: nowhere; nothing is written). Takes effect at the next
+  // ingest.
+  void setCacheDirectory(const QString& directory, double snapshot_every_s = 30.0);
   // Asks about the source (ingesting first when needed) and streams the answer.
   void ask(const QString& question, const lwm::gui::IngestChoices& choices,
            const lwm::gui::GenerationSettings& settings);
@@ -50,8 +56,8 @@ class EngineWorker : public QObject {
   void ingestProgress(const QString& stage, qint64 done, qint64 total, double eta_s);
   // A sampled frame for the timeline (videos), small and already RGB.
   void thumbnail(int index, double seconds, const QImage& image);
-  void ingestFinished(qint64 cached_tokens, double seconds);
-  void ingestCancelled(const QString& stage, qint64 cached_tokens);
+  void ingestFinished(const lwm::gui::IngestReport& report);
+  void ingestCancelled(const lwm::gui::IngestReport& report);
   void answerStarted();
   void answerText(const QString& text);
   void answerFinished(const lwm::gui::AnswerStats& stats, lwm::gui::AnswerEnd end,
@@ -61,7 +67,7 @@ class EngineWorker : public QObject {
 
  private:
   struct State;
-  bool run_ingest(const IngestChoices& choices);  // false when cancelled
+  bool run_ingest(const IngestChoices& choices, IngestReport& report);  // false when cancelled
   std::atomic<bool>& stop_;
   std::unique_ptr<State> state_;
 };
@@ -86,6 +92,7 @@ class Engine : public QObject {
   void ingest(const IngestChoices& choices);
   void ask(const QString& question, const IngestChoices& choices,
            const GenerationSettings& settings);
+  void setCacheDirectory(const QString& directory, double snapshot_every_s = 30.0);
   // Cancels an ingest or stops an answer (at the next chunk or token); harmless when idle.
   // Thread-safe: the flag is atomic, so it may be called from a direct connection on worker().
   void stop();
@@ -97,8 +104,8 @@ class Engine : public QObject {
   void planned(const lwm::gui::PlanInfo& plan);
   void ingestProgress(const QString& stage, qint64 done, qint64 total, double eta_s);
   void thumbnail(int index, double seconds, const QImage& image);
-  void ingestFinished(qint64 cached_tokens, double seconds);
-  void ingestCancelled(const QString& stage, qint64 cached_tokens);
+  void ingestFinished(const lwm::gui::IngestReport& report);
+  void ingestCancelled(const lwm::gui::IngestReport& report);
   void answerStarted();
   void answerText(const QString& text);
   void answerFinished(const lwm::gui::AnswerStats& stats, lwm::gui::AnswerEnd end,
@@ -113,5 +120,8 @@ class Engine : public QObject {
   EngineWorker* worker_ = nullptr;
   bool busy_ = false;
 };
+
+// The app's ingest cache: QStandardPaths::CacheLocation/ingest (~/.cache/<org>/<app>/ingest).
+QString default_cache_directory();
 
 }  // namespace lwm::gui

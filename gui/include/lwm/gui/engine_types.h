@@ -18,9 +18,7 @@ struct ModelInfo {
   bool vision = false;        // has a vision vocabulary and a VQGAN: can read videos
   qint64 context_window = 0;  // max_sequence_length
   qint64 parameters = 0;
-  qint64 weights_bytes = 0;           // bytes of *.safetensors on disk (memory-mapped when running)
-  qint64 kv_bytes_per_token = 0;      // float32 K and V over all layers (the CPU backend's cache)
-  double prefill_tokens_per_s = 0.0;  // measured once at load, for time estimates
+  qint64 weights_bytes = 0;  // bytes of *.safetensors on disk (memory-mapped when running)
 };
 
 // A place in a book's text, in QString (UTF-16) positions so the reader pane can select it.
@@ -49,18 +47,57 @@ struct SourceInfo {
   QList<BookAnchor> pages;     // PDF pages; number = page number
 };
 
-// What ingesting the open source with some IngestChoices will take.
-struct PlanInfo {
-  qint64 frames = 0;  // videos: frames that will be sampled
-  qint64 source_tokens = 0;
-  qint64 context = 0;  // KV-cache capacity in tokens
-  qint64 kv_bytes = 0;
+// What one device will hold (lwm::DevicePlan): the weights (and, on the first device of a video,
+// the VQGAN), its share of the KV cache, one prefill chunk's activations, against its free memory.
+struct DevicePlanInfo {
+  QString device;  // "cpu", "cuda:1"
+  int ranks = 1;
+  qint64 context_tokens = 0;
   qint64 weights_bytes = 0;
-  qint64 available_bytes = 0;  // memory the machine can give now
-  QStringList devices;         // the devices that will hold the work ("cpu")
-  double estimated_s = -1.0;   // prefill time, from the rate measured at model load
+  qint64 kv_bytes = 0;
+  qint64 workspace_bytes = 0;
+  qint64 total_bytes = 0;
+  qint64 available_bytes = -1;  // -1: unknown
   bool fits = false;
-  QString verdict;  // a sentence: what it takes, or why it will not fit and what would
+};
+
+// What ingesting the open source with some IngestChoices will take: lwm::plan_ingest's plan for
+// the choices, plus whether this build can run it.
+struct PlanInfo {
+  qint64 frames = 0;          // videos: frames that will be sampled
+  QList<double> frame_times;  // videos: their times in seconds
+  qint64 source_tokens = 0;
+  bool tokens_exact = true;
+  qint64 context = 0;   // KV-cache capacity in tokens, over all devices
+  QString kv_cache;     // the precision planned ("f32", "bf16", "int8"; "auto" resolved)
+  qint64 kv_bytes = 0;  // over all devices
+  QList<DevicePlanInfo> devices;
+  // Estimated seconds per stage and in all (planner throughput, scaled by what this machine
+  // measured); -1 when not known (GPUs without measured numbers).
+  double decoding_s = -1.0;
+  double tokenizing_s = -1.0;
+  double prefill_s = -1.0;
+  double estimated_s = -1.0;
+  bool fits = false;       // enough context and memory on every device
+  bool runnable = false;   // fits, and this build can run it there with that KV precision
+  QString problem;         // when it does not fit or cannot run: why
+  QString suggestion;      // when it does not fit: what would (or that nothing here would)
+  qint64 max_frames = -1;  // videos: the most frames that fit with the other choices unchanged
+  double max_fps = -1.0;   // videos at a frame rate: the highest rate that fits
+  QString verdict;         // one paragraph for the user: what it takes, or why not and what would
+};
+
+// What an ingest did, when it finished or was cancelled: how much came from the ingest cache on
+// disk (frame codes, a KV snapshot) and how much was computed.
+struct IngestReport {
+  QString stage;                 // cancelled: the stage it stopped in ("decoding", "prefill", ...)
+  qint64 source_tokens = 0;      // the source's prompt
+  qint64 cached_tokens = 0;      // tokens in the KV cache now
+  qint64 restored_tokens = 0;    // read from a session snapshot on disk by this ingest
+  qint64 prefilled_tokens = 0;   // computed by this ingest
+  qint64 frames = 0;             // videos: frames sampled
+  qint64 frames_from_cache = 0;  // videos: frames whose codes came from the ingest cache
+  double seconds = 0.0;
 };
 
 struct GenerationSettings {
@@ -79,8 +116,9 @@ struct DeviceChoice {
 };
 // Every device the core lists (lwm::list_devices: the CPU, and each CUDA GPU when this build has
 // CUDA and finds one); `gpu_status` gets the core's line about the GPUs ("no CUDA device: ..."),
-// so the window can say why there is none. A device the engine cannot run on is refused by name
-// when planned, never replaced by the CPU.
+// so the window can say why there is none; with two or more GPUs also "cuda" (all of them, one
+// ring). A device the engine cannot run on is planned (what it would hold) but refused by name
+// at ingest, never replaced by the CPU.
 QList<DeviceChoice> device_choices(QString* gpu_status = nullptr);
 
 // Registers the types above for queued signals; called once by Engine.
@@ -91,6 +129,7 @@ void register_engine_types();
 Q_DECLARE_METATYPE(lwm::gui::ModelInfo)
 Q_DECLARE_METATYPE(lwm::gui::SourceInfo)
 Q_DECLARE_METATYPE(lwm::gui::PlanInfo)
+Q_DECLARE_METATYPE(lwm::gui::IngestReport)
 Q_DECLARE_METATYPE(lwm::gui::IngestChoices)
 Q_DECLARE_METATYPE(lwm::gui::GenerationSettings)
 Q_DECLARE_METATYPE(lwm::gui::AnswerStats)

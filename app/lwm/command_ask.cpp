@@ -242,7 +242,9 @@ void run_ask(const AskOptions& options) {
     throw Error(ErrorKind::invalid_argument,
                 "give exactly one of --book FILE, --video FILE or --prompt TEXT");
   }
-  check_session_devices(parse_device_list(options.devices, list_devices()));
+  check_runnable(parse_device_list(options.devices, list_devices()),
+                 options.kv_cache.empty() ? std::nullopt
+                                          : std::optional(parse_kv_precision(options.kv_cache)));
   if (options.has_video) return run_video_ask(options);
   const std::string template_name = !options.template_name.empty()
                                         ? options.template_name

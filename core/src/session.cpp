@@ -103,21 +103,6 @@ void require_vision(const Model& model) {
 
 }  // namespace
 
-void check_session_devices(const DeviceSelection& devices) {
-  if (devices.kind == DeviceKind::cuda && !list_devices().cuda_built) {
-    throw Error(ErrorKind::unsupported,
-                "sessions cannot run on " + devices.to_string() +
-                    ": this build has no CUDA backend (it was built without nvcc); use --devices "
-                    "cpu, or a build with CUDA");
-  }
-  if (devices.ranks > 1 || devices.devices.size() > 1) {
-    throw Error(ErrorKind::unsupported,
-                "sessions cannot run on " + devices.to_string() +
-                    " yet: sequence-parallel sessions are not wired to the session API; use "
-                    "--devices cpu");
-  }
-}
-
 const char* default_session_template(bool video) noexcept {
   return video ? "video-chat-media-first" : "document-qa";
 }

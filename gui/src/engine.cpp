@@ -78,6 +78,8 @@ constexpr int kThumbnailSide = 96;
 
 SessionOptions session_options(const IngestChoices& choices) {
   SessionOptions options;
+  options.devices = parse_device_list(choices.devices.toStdString(), list_devices());
+  options.kv_precision = kv_precision_for(choices, options.devices);
   options.context = choices.context;
   options.answer_reserve = kAnswerReserve;
   options.prefill_chunk = kPrefillChunk;
@@ -103,25 +105,17 @@ bool same_source_tokens(const IngestChoices& a, const IngestChoices& b) {
 // "auto" is what lwm plan defaults to: f32 on the CPU, bf16 on GPUs.
 KvPrecision kv_precision_for(const IngestChoices& choices, const DeviceSelection& devices) {
   if (choices.kv_cache.isEmpty() || choices.kv_cache == QLatin1String("auto")) {
-    return devices.kind == DeviceKind::cuda ? KvPrecision::bf16 : KvPrecision::f32;
+    return default_kv_precision(devices);
   }
   return parse_kv_precision(choices.kv_cache.toStdString());
 }
 
 // The devices and cache precision this build can run a session with; anything else is an
 // error, never a silent substitution. The core names the devices there are (parse_device_list)
-// and those a session cannot run on yet (check_session_devices); the plan still shows what the
-// others would take.
+// and what cannot run (check_runnable); the plan still shows what the others would take.
 void check_engine_support(const IngestChoices& choices) {
   const DeviceSelection devices = parse_device_list(choices.devices.toStdString(), list_devices());
-  check_session_devices(devices);
-  const KvPrecision precision = kv_precision_for(choices, devices);
-  if (precision != KvPrecision::f32) {
-    throw Error(ErrorKind::unsupported,
-                std::string("this build's sessions keep the KV cache in f32, not ") +
-                    to_string(precision) + "; choose f32 or auto to ingest (the plan shows what " +
-                    to_string(precision) + " would take)");
-  }
+  check_runnable(devices, kv_precision_for(choices, devices));
 }
 
 qint64 safetensors_bytes(const fs::path& dir) {

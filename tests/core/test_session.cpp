@@ -174,7 +174,7 @@ TEST(Session, RunsWhereItIsToldOrSaysWhyNot) {
               Session::for_text(*model, test_tokenizer(), kBook, {.devices = ring});
             }).kind(),
             ErrorKind::unsupported);
-  EXPECT_EQ(capture_error([&] { check_session_devices(ring); }).kind(), ErrorKind::unsupported);
+  EXPECT_EQ(capture_error([&] { check_runnable(ring); }).kind(), ErrorKind::unsupported);
 }
 
 TEST(Session, RefusesWhatCannotFit) {

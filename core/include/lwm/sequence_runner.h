@@ -66,11 +66,18 @@ class CpuSequenceRunner final : public SequenceRunner {
   KVCache* cache_;
 };
 
+// Throws Error(unsupported) saying what is missing when a model cannot run on `devices` with a
+// `kv_precision` cache in this build (unset: default_kv_precision): the CPU with f32, or one GPU
+// of a build with the CUDA backend with bf16 or int8. Several ranks (sequence-parallel sessions,
+// issue 4) are refused by name; nothing is ever replaced by the CPU. Cheap: no device is touched,
+// so plans call it on every change.
+void check_runnable(const DeviceSelection& devices,
+                    std::optional<KvPrecision> kv_precision = {});
+
 // A runner for `model` on `devices` (devices.h parse_device_list) with a KV cache of `capacity`
-// tokens. The CPU keeps an f32 cache; a GPU keeps bf16 (the default) or int8. Throws
-// Error(unsupported) for what this build cannot run there (a GPU without the CUDA backend, several
-// ranks before sequence-parallel sessions, a cache precision the device does not have) and
-// Error(out_of_memory) with the numbers when the weights or the cache do not fit.
+// tokens. The CPU keeps an f32 cache; a GPU keeps bf16 (the default) or int8. Throws as
+// check_runnable, and Error(out_of_memory) with the numbers when the weights or the cache do not
+// fit.
 std::unique_ptr<SequenceRunner> make_sequence_runner(const Model& model,
                                                      const DeviceSelection& devices,
                                                      std::int64_t capacity,

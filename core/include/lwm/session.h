@@ -48,11 +48,6 @@ struct SessionPlan {
   std::int64_t kv_cache_bytes = 0;
 };
 
-// Throws Error(unsupported) saying what is missing when a session cannot run on `devices` in this
-// build: the CPU or one GPU of a build with the CUDA backend run; several ranks
-// (sequence-parallel sessions, issue 4) are refused by name, never replaced by the CPU.
-void check_session_devices(const DeviceSelection& devices);
-
 // The template a session uses when SessionOptions::template_name is empty.
 const char* default_session_template(bool video) noexcept;
 

@@ -1,6 +1,5 @@
 // make_cuda_runner for a build without the CUDA backend (core/CMakeLists.txt).
 #include "cuda_runner.h"
-
 #include "lwm/error.h"
 
 namespace lwm {

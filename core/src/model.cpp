@@ -117,7 +117,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, ModelRuntim
   };
   model->layers_.resize(static_cast<std::size_t>(layers));
   for (std::int64_t i = 0; i < layers; ++i) {
-    Layer& layer = model->layers_[static_cast<std::size_t>(i)];
+    LayerWeights& layer = model->layers_[static_cast<std::size_t>(i)];
     layer.attention_norm = norm(i, LayerNorm::attention);
     layer.ffn_norm = norm(i, LayerNorm::ffn);
     layer.wq = matrix(i, LayerMatrix::wq);
@@ -209,7 +209,7 @@ void Model::forward(std::span<const std::int32_t> tokens, std::span<const std::i
   const auto eps = static_cast<float>(c.rms_norm_eps);
 
   for (std::int64_t l = 0; l < c.num_layers; ++l) {
-    const Layer& layer = layers_[static_cast<std::size_t>(l)];
+    const LayerWeights& layer = layers_[static_cast<std::size_t>(l)];
     float* keys = cache.keys(l);
     float* values = cache.values(l);
     float* new_keys = keys + start * kv_width;

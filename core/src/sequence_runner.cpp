@@ -38,9 +38,9 @@ void check_runnable(const DeviceSelection& devices, std::optional<KvPrecision> k
     return;
   }
   if (kv != KvPrecision::f32) {
-    throw Error(ErrorKind::unsupported,
-                std::string("the CPU keeps its KV cache in f32; ") + to_string(kv) +
-                    " caches need a GPU (choose cuda:N, or f32)");
+    throw Error(ErrorKind::unsupported, std::string("the CPU keeps its KV cache in f32; ") +
+                                            to_string(kv) +
+                                            " caches need a GPU (choose cuda:N, or f32)");
   }
 }
 

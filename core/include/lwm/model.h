@@ -81,13 +81,25 @@ class Model {
 
   const ModelRuntimeOptions& runtime_options() const noexcept { return options_; }
 
- private:
-  struct Layer {
+  // The weights as loaded (host memory, the file's dtype and layout), for backends that keep
+  // their own copy on a device (the CUDA backend uploads them once).
+  struct LayerWeights {
     Tensor attention_norm, ffn_norm;
     Linear wq, wk, wv, wo, w1, w2, w3;
   };
-  Model() = default;
+  const std::vector<LayerWeights>& layer_weights() const noexcept { return layers_; }
+  const Tensor& token_embedding() const noexcept { return token_embedding_; }
+  const Tensor& final_norm() const noexcept { return final_norm_; }
+  const Linear& lm_head() const noexcept { return lm_head_; }
+  const Tensor& vision_embedding() const noexcept { return vision_embedding_; }  // empty: text only
+  const Linear& vision_head() const noexcept { return vision_head_; }
+  const RotaryEmbedding& rotary() const noexcept { return *rope_; }
+  // Throws Error(invalid_argument) for a vision mask of the wrong length, or vision input or
+  // output asked of a text-only model (what every forward checks first).
   void check_modalities(const ForwardOptions& options, std::int64_t n) const;
+
+ private:
+  Model() = default;
   void embed(std::span<const std::int32_t> tokens, std::span<const std::uint8_t> vision_mask,
              float* out) const;
 
@@ -96,7 +108,7 @@ class Model {
   ModelRuntimeOptions options_;
   std::unique_ptr<WeightStore> weights_;
   Tensor token_embedding_;
-  std::vector<Layer> layers_;
+  std::vector<LayerWeights> layers_;
   Tensor final_norm_;
   Linear lm_head_;
   Tensor vision_embedding_;  // empty for text-only models

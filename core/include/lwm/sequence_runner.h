@@ -23,10 +23,10 @@ class SequenceRunner {
   virtual ~SequenceRunner() = default;
 
   virtual const Model& model() const noexcept = 0;
-  virtual std::string device() const = 0;                // "cpu", "cuda:0"
+  virtual std::string device() const = 0;  // "cpu", "cuda:0"
   virtual KvPrecision kv_precision() const noexcept = 0;
-  virtual std::int64_t size() const noexcept = 0;        // tokens in the KV cache
-  virtual std::int64_t capacity() const noexcept = 0;    // tokens the KV cache can hold
+  virtual std::int64_t size() const noexcept = 0;      // tokens in the KV cache
+  virtual std::int64_t capacity() const noexcept = 0;  // tokens the KV cache can hold
   virtual std::int64_t kv_cache_bytes() const noexcept = 0;
 
   // As Model::forward: runs `tokens` at positions size() … size()+n−1, appending their keys and
@@ -71,8 +71,7 @@ class CpuSequenceRunner final : public SequenceRunner {
 // of a build with the CUDA backend with bf16 or int8. Several ranks (sequence-parallel sessions,
 // issue 4) are refused by name; nothing is ever replaced by the CPU. Cheap: no device is touched,
 // so plans call it on every change.
-void check_runnable(const DeviceSelection& devices,
-                    std::optional<KvPrecision> kv_precision = {});
+void check_runnable(const DeviceSelection& devices, std::optional<KvPrecision> kv_precision = {});
 
 // A runner for `model` on `devices` (devices.h parse_device_list) with a KV cache of `capacity`
 // tokens. The CPU keeps an f32 cache; a GPU keeps bf16 (the default) or int8. Throws as

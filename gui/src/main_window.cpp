@@ -243,6 +243,23 @@ void MainWindow::buildWidgets() {
   model_label_ = new QLabel(tr("No model loaded"));
   model_label_->setAccessibleName(tr("Model"));
   statusBar()->addPermanentWidget(model_label_);
+  showGpuStatus();
+}
+
+// At start-up the window says which GPUs it can use, or why there are none (a machine without a
+// driver, a build without CUDA), and the log keeps the same line.
+void MainWindow::showGpuStatus() {
+  QString status;
+  QStringList gpus;
+  for (const DeviceChoice& device : device_choices(&status)) {
+    if (device.id.startsWith(QLatin1String("cuda:"))) gpus << device.label;
+  }
+  gpu_label_ = new QLabel(gpus.isEmpty() ? tr("CPU only") : tr("%n GPU(s)", "", gpus.size()));
+  gpu_label_->setAccessibleName(tr("GPUs"));
+  gpu_label_->setToolTip(gpus.isEmpty() ? status : gpus.join(QLatin1Char('\n')) + "\n" + status);
+  statusBar()->addPermanentWidget(gpu_label_);
+  qInfo().noquote() << "devices:" << (gpus.isEmpty() ? QStringLiteral("CPU only") : gpus.join(", "))
+                    << "-" << status;
 }
 
 void MainWindow::buildMenus() {

@@ -23,6 +23,7 @@
 #include <memory>
 
 #include "gui_test_support.h"
+#include "lwm/devices.h"
 #include "lwm/gui/app_settings.h"
 #include "lwm/gui/chat_model.h"
 #include "lwm/gui/chat_store.h"
@@ -123,6 +124,12 @@ class WindowEndToEnd : public QObject {
     QVERIFY2(window.modelLabel()->text().contains(QStringLiteral("context %1 tokens").arg(context)),
              qPrintable(window.modelLabel()->text()));
     QCOMPARE(window.recentFiles().value(0), QFileInfo(book).absoluteFilePath());
+    // From start-up the status bar says which GPUs there are, or why none (the core's line).
+    const lwm::DeviceList devices = lwm::list_devices();
+    QCOMPARE(window.gpuLabel()->text().startsWith(QStringLiteral("CPU only")),
+             devices.gpus().empty());
+    QVERIFY2(window.gpuLabel()->toolTip().contains(QString::fromStdString(devices.cuda_status)),
+             qPrintable(window.gpuLabel()->toolTip()));
     // The plan follows the choices live: an int8 KV cache shows what it would take and that
     // this build cannot ingest with it; back on auto it fits again, one line per device.
     QLabel* plan = window.planPanel()->planLabel();

@@ -66,6 +66,8 @@ class MainWindow : public QMainWindow {
   QLabel* bannerLabel() const { return banner_text_; }
   QLabel* statsLabel() const { return stats_; }
   QLabel* modelLabel() const { return model_label_; }
+  // The GPUs the window can use ("2 GPUs"), or "CPU only" with the reason in its tooltip.
+  QLabel* gpuLabel() const { return gpu_label_; }
   bool bannerVisible() const;
   const ModelInfo& model() const noexcept { return model_; }
   const SourceInfo& source() const noexcept { return source_; }
@@ -85,6 +87,7 @@ class MainWindow : public QMainWindow {
 
  private:
   void buildMenus();
+  void showGpuStatus();
   void buildWidgets();
   void connectEngine();
   void showBanner(const QString& text);
@@ -129,6 +132,7 @@ class MainWindow : public QMainWindow {
   QPushButton* copy_button_ = nullptr;
   QLabel* stats_ = nullptr;
   QLabel* model_label_ = nullptr;  // the loaded model, always in the status bar
+  QLabel* gpu_label_ = nullptr;    // the GPUs it can use, or why none
   QFrame* banner_ = nullptr;
   QLabel* banner_text_ = nullptr;
   QMenu* recent_menu_ = nullptr;

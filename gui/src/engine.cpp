@@ -76,16 +76,6 @@ constexpr std::int64_t kDefaultFrames = 8;  // LWM's chat default
 // Side of the timeline thumbnails decoded in the "decoding" stage.
 constexpr int kThumbnailSide = 96;
 
-SessionOptions session_options(const IngestChoices& choices) {
-  SessionOptions options;
-  options.devices = parse_device_list(choices.devices.toStdString(), list_devices());
-  options.kv_precision = kv_precision_for(choices, options.devices);
-  options.context = choices.context;
-  options.answer_reserve = kAnswerReserve;
-  options.prefill_chunk = kPrefillChunk;
-  return options;
-}
-
 FrameSamplingOptions frame_sampling(const IngestChoices& choices) {
   FrameSamplingOptions sampling;
   if (choices.fps > 0) {
@@ -108,6 +98,16 @@ KvPrecision kv_precision_for(const IngestChoices& choices, const DeviceSelection
     return default_kv_precision(devices);
   }
   return parse_kv_precision(choices.kv_cache.toStdString());
+}
+
+SessionOptions session_options(const IngestChoices& choices) {
+  SessionOptions options;
+  options.devices = parse_device_list(choices.devices.toStdString(), list_devices());
+  options.kv_precision = kv_precision_for(choices, options.devices);
+  options.context = choices.context;
+  options.answer_reserve = kAnswerReserve;
+  options.prefill_chunk = kPrefillChunk;
+  return options;
 }
 
 // The devices and cache precision this build can run a session with; anything else is an

@@ -30,7 +30,11 @@ using lwm::test::run_command;
 using lwm::test::TempDir;
 
 std::string quoted(const std::filesystem::path& path) {
-  return "'" + path.string() + "'";
+  // Appended piece by piece: GCC 12 at -O3 reports a false -Wrestrict for "'" + std::string&&.
+  std::string text = "'";
+  text += path.string();
+  text += '\'';
+  return text;
 }
 
 std::string lwm_cli() {
@@ -758,23 +762,38 @@ TEST_F(CliTest, EvalNeedleVideoAsksAboutACaptionedFrame) {
   }
 }
 
-// The bundled demo model over the King James Bible (Debian's bible-kjv, written into the build
-// directory by the `bible` program): the outputs' shape, not accuracy, until the demo model is
-// trained to answer.
+// The King James Bible as a haystack (Debian's bible-kjv), written into the build directory by the
+// `bible` program once; empty with `why` set when neither the file nor the program is there.
+std::filesystem::path kjv_haystack(std::string& why) {
+  const std::filesystem::path kjv = std::filesystem::path(LWM_BINARY_DIR) / "kjv.txt";
+  if (std::filesystem::is_regular_file(kjv)) return kjv;
+  if (std::system("command -v bible >/dev/null 2>&1") != 0) {
+    why = "no `bible` program (Debian package bible-kjv)";
+    return {};
+  }
+  // A name of its own per process: ctest may run two tests that want the Bible at once.
+  const auto partial = kjv.string() + ".partial-" + std::to_string(::getpid());
+  if (run_command("bible -f Gen1:1-Rev22:21 > '" + partial + "'").exit_code != 0) {
+    why = "`bible` failed to write " + partial;
+    return {};
+  }
+  std::filesystem::rename(partial, kjv);
+  return kjv;
+}
+
+std::filesystem::path demo_model_dir() {
+  return std::filesystem::path(LWM_BINARY_DIR) / "demo-model";
+}
+
+// The bundled demo model over the King James Bible: the outputs' shape.
 TEST_F(CliTest, EvalNeedleOnTheKingJamesBibleWithTheDemoModel) {
-  const std::filesystem::path demo = std::filesystem::path(LWM_BINARY_DIR) / "demo-model";
+  const std::filesystem::path demo = demo_model_dir();
   if (!std::filesystem::is_regular_file(demo / "config.json")) {
     GTEST_SKIP() << "no demo model in the build directory (build the `all` target)";
   }
-  const std::filesystem::path kjv = std::filesystem::path(LWM_BINARY_DIR) / "kjv.txt";
-  if (!std::filesystem::is_regular_file(kjv)) {
-    if (std::system("command -v bible >/dev/null 2>&1") != 0) {
-      GTEST_SKIP() << "no `bible` program (Debian package bible-kjv)";
-    }
-    const auto partial = kjv.string() + ".partial";
-    ASSERT_EQ(run_command("bible -f Gen1:1-Rev22:21 > '" + partial + "'").exit_code, 0);
-    std::filesystem::rename(partial, kjv);
-  }
+  std::string why;
+  const std::filesystem::path kjv = kjv_haystack(why);
+  if (kjv.empty()) GTEST_SKIP() << why;
   const auto out = scratch("kjv");
   std::string table;
   const CommandResult result =
@@ -788,6 +807,32 @@ TEST_F(CliTest, EvalNeedleOnTheKingJamesBibleWithTheDemoModel) {
   const auto json = nlohmann::json::parse(read_file(out / "results.json"));
   EXPECT_EQ(json.at("settings").at("haystack_bytes").get<std::int64_t>(),
             static_cast<std::int64_t>(std::filesystem::file_size(kjv)));
+}
+
+// The demo model's accuracy floor (issue 8): a few cells of the needle grid over the King James
+// Bible within its trained context, fresh cities, numbers and places every run (LWM_TEST_SEED
+// replays). --reserve 96 makes each whole prompt about the cell's length (the document-qa
+// template and question take ~90 tokens). The floor sits below the accuracy measured on the full
+// grid (resources/demo/README.md) by enough that one or two misses in these cells do not fail it;
+// `lwm eval needle` exits with 6 below it.
+TEST_F(CliTest, DemoModelFindsNeedlesAboveItsFloor) {
+  constexpr const char* kFloor = "0.85";
+  const std::filesystem::path demo = demo_model_dir();
+  if (!std::filesystem::is_regular_file(demo / "config.json")) {
+    GTEST_SKIP() << "no demo model in the build directory (build the `all` target)";
+  }
+  std::string why;
+  const std::filesystem::path kjv = kjv_haystack(why);
+  if (kjv.empty()) GTEST_SKIP() << why;
+  const std::uint64_t seed = lwm::test::test_seed();
+  SCOPED_TRACE("LWM_TEST_SEED=" + std::to_string(seed));
+  std::string table;
+  const CommandResult result = run_lwm(
+      "eval needle --model " + quoted(demo) + " --haystack " + quoted(kjv) +
+          " --lengths 128:1024:3 --depths 5 --rounds 2 --reserve 96 --max-tokens 24 --seed " +
+          std::to_string(seed) + " --min-accuracy " + kFloor + " --out " + quoted(scratch("floor")),
+      &table);
+  EXPECT_EQ(result.exit_code, 0) << table << result.output;
 }
 
 // A run killed (SIGKILL) after its first saved cell leaves a valid results.json; the same command

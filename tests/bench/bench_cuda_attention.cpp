@@ -11,7 +11,7 @@
 //      of K/V read against the H100's 3.35 TB/s datasheet and the 2987 GB/s a memory-bound
 //      attention reached in the spec's measurement.
 // FLOP convention (spec header): forward = 4·Nq·Nk·d·H, halved when causal. Median of --repeats
-// runs after two warm-up runs, timed with CUDA events. Without a GPU it says so and exits 1.
+// runs after two warm-up runs, timed with CUDA events. Without a GPU it says so and exits 2.
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
@@ -226,18 +226,13 @@ int run(int argc, char** argv) {
   app.add_option("--json", json_file, "also write the numbers as JSON");
   CLI11_PARSE(app, argc, argv);
 
-  const lwm::DeviceList devices = lwm::list_devices();
-  if (devices.gpus().empty()) {
-    std::fprintf(stderr, "bench: this benchmark needs an NVIDIA GPU: %s\n",
-                 devices.cuda_status.c_str());
-    return 1;
-  }
-  const lwm::DeviceInfo& gpu = devices.gpus().front();
+  const lwm::DeviceInfo gpu = lwm::bench::require_gpu(0);
+  const std::string cuda_status = lwm::list_devices().cuda_status;
   std::printf("# CUDA attention, %s, %s (%s, sm_%d%d)\n\n", lwm::bench::today().c_str(),
-              gpu.name.c_str(), devices.cuda_status.c_str(), gpu.compute_major, gpu.compute_minor);
+              gpu.name.c_str(), cuda_status.c_str(), gpu.compute_major, gpu.compute_minor);
   std::mt19937_64 rng(1);
   nlohmann::json json{
-      {"date", lwm::bench::today()}, {"device", gpu.name}, {"cuda", devices.cuda_status}};
+      {"date", lwm::bench::today()}, {"device", gpu.name}, {"cuda", cuda_status}};
 
   std::printf(
       "## Prefill forward, d = 128, 16K tokens per batch, 16 heads × batch (FA3 paper "
@@ -310,13 +305,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const lwm::Error& error) {
-    std::fprintf(stderr, "bench: error: %s\n", error.what());
-    return 2;
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "bench: error: %s\n", error.what());
-    return 2;
-  }
+  return lwm::bench::main_reporting_errors("lwm_bench_cuda_attention", argc, argv, run);
 }

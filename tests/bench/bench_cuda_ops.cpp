@@ -99,18 +99,8 @@ int run(int argc, char** argv) {
   app.add_option("--json", json_file, "Also write the results as JSON to this file");
   CLI11_PARSE(app, argc, argv);
 
-  const lwm::DeviceList devices = lwm::list_devices();
-  const lwm::DeviceInfo* gpu = nullptr;
-  for (const auto& d : devices.devices) {
-    if (d.kind == lwm::DeviceKind::cuda && d.index == device) gpu = &d;
-  }
-  if (gpu == nullptr) {
-    std::fprintf(stderr,
-                 "lwm_bench_cuda_ops: no usable CUDA device cuda:%d (%s). This benchmark needs "
-                 "an NVIDIA GPU; run it on the GPU machine (tests/bench/README.md).\n",
-                 device, devices.cuda_status.c_str());
-    return 2;
-  }
+  const lwm::DeviceInfo gpu = lwm::bench::require_gpu(device);
+  const std::string cuda_status = lwm::list_devices().cuda_status;
 
   Context ctx(device);
   std::mt19937 rng(7);
@@ -230,8 +220,8 @@ int run(int argc, char** argv) {
   ctx.synchronize();
 
   std::printf("# CUDA backend ops — %s, %s (cc %d.%d), %s, CPU %s\n\n", lwm::bench::today().c_str(),
-              gpu->name.c_str(), gpu->compute_major, gpu->compute_minor,
-              devices.cuda_status.c_str(), lwm::bench::cpu_name().c_str());
+              gpu.name.c_str(), gpu.compute_major, gpu.compute_minor,
+              cuda_status.c_str(), lwm::bench::cpu_name().c_str());
   std::printf("| op | shape | µs | TFLOP/s | GB/s | vs anchor |\n|---|---|---|---|---|---|\n");
   nlohmann::json results = nlohmann::json::array();
   for (const Row& r : rows) {
@@ -247,8 +237,8 @@ int run(int argc, char** argv) {
   }
   if (!json_file.empty()) {
     const nlohmann::json out = {{"date", lwm::bench::today()},
-                                {"device", gpu->name},
-                                {"cuda", devices.cuda_status},
+                                {"device", gpu.name},
+                                {"cuda", cuda_status},
                                 {"results", results}};
     std::ofstream(json_file) << out.dump(2) << '\n';
   }
@@ -258,10 +248,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const lwm::Error& error) {
-    std::fprintf(stderr, "lwm_bench_cuda_ops: %s\n", error.what());
-    return 2;
-  }
+  return lwm::bench::main_reporting_errors("lwm_bench_cuda_ops", argc, argv, run);
 }

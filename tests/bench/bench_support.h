@@ -2,9 +2,14 @@
 #pragma once
 
 #include <chrono>
+#include <cstdio>
 #include <ctime>
+#include <exception>
 #include <fstream>
 #include <string>
+
+#include "lwm/devices.h"
+#include "lwm/error.h"
 
 namespace lwm::bench {
 
@@ -33,6 +38,30 @@ inline std::string today() {
   char buffer[16];
   std::strftime(buffer, sizeof buffer, "%Y-%m-%d", std::localtime(&now));
   return buffer;
+}
+
+// GPU `index` from the device list, or Error(device) saying why there is none: the CUDA
+// benchmarks need one, and say so instead of printing numbers of nothing.
+inline DeviceInfo require_gpu(int index = 0) {
+  const DeviceList devices = list_devices();
+  for (const DeviceInfo& device : devices.gpus()) {
+    if (device.index == index) return device;
+  }
+  throw Error(ErrorKind::device, "this benchmark needs the NVIDIA GPU cuda:" +
+                                     std::to_string(index) + " (" + devices.cuda_status +
+                                     "); run it on the GPU machine, see tests/bench/README.md");
+}
+
+// main() of every benchmark: `run`, with any error printed as "<name>: error: ..." and exit
+// status 2.
+inline int main_reporting_errors(const char* name, int argc, char** argv,
+                                 int (*run)(int, char**)) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "%s: error: %s\n", name, error.what());
+    return 2;
+  }
 }
 
 }  // namespace lwm::bench

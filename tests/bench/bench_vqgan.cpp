@@ -130,13 +130,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const lwm::Error& error) {
-    std::fprintf(stderr, "bench: error: %s\n", error.what());
-    return 2;
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "bench: error: %s\n", error.what());
-    return 2;
-  }
+  return lwm::bench::main_reporting_errors("lwm_bench_vqgan", argc, argv, run);
 }

@@ -129,11 +129,16 @@ TEST_P(DeviceModelTest, PrefillChunksAndDecodeMatchTheCpuModel) {
   EXPECT_EQ(again, gpu_logits);
 }
 
-INSTANTIATE_TEST_SUITE_P(Layouts, DeviceModelTest,
-                         ::testing::Values(Case{WeightConvention::jax, 64, KvPrecision::bf16, 0.02},
-                                           Case{WeightConvention::hf, 128, KvPrecision::bf16, 0.02},
-                                           Case{WeightConvention::jax, 128, KvPrecision::int8,
-                                                0.05}));
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, DeviceModelTest,
+    ::testing::Values(Case{WeightConvention::jax, 64, KvPrecision::bf16, 0.02},
+                      Case{WeightConvention::hf, 128, KvPrecision::bf16, 0.02},
+                      Case{WeightConvention::jax, 128, KvPrecision::int8, 0.05}),
+    [](const ::testing::TestParamInfo<Case>& param_info) {  // e.g. "jax_d64_bf16"
+      const Case& c = param_info.param;
+      return std::string(c.convention == WeightConvention::jax ? "jax" : "hf") + "_d" +
+             std::to_string(c.head_dim) + "_" + to_string(c.kv);
+    });
 
 TEST(DeviceModel, VisionTokensAndTheVisionHeadMatchTheCpu) {
   LWM_SKIP_WITHOUT_CUDA_DEVICE();

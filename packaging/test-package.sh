@@ -36,6 +36,14 @@ desktop-file-validate "$work"/unpacked/usr/share/applications/*.desktop
 appstreamcli validate --no-net "$work"/unpacked/usr/share/metainfo/*.metainfo.xml >/dev/null ||
   fail "appstreamcli rejects the metainfo file"
 say "lintian, desktop-file-validate and appstreamcli pass"
+# One package serves CPU-only machines too: no program may need a CUDA library to start (the
+# CUDA runtime is linked statically, cuBLAS is loaded when a GPU is first used).
+for program in "$work"/unpacked/usr/bin/*; do
+  if readelf -d "$program" | grep -E 'NEEDED.*(cudart|cublas|nccl|libcuda)'; then
+    fail "$(basename "$program") needs a CUDA library to start; it must run where no CUDA is installed"
+  fi
+done
+say "no program needs a CUDA library to start"
 
 # 3. The portable archive runs from any folder.
 mkdir -p "$work/portable" && tar -xzf "$archive" -C "$work/portable"

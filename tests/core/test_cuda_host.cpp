@@ -1,6 +1,7 @@
 // The CUDA backend's host-side logic, which runs without a GPU: the argument checks every op
 // makes before its first CUDA call, and the row-major → column-major GEMM plan of cuda::linear,
 // evaluated here by a plain column-major loop against cpu::linear.
+#include <cublas_v2.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/cublas_loader.h"
 #include "cuda/device_tensor.h"
 #include "cuda/op_checks.h"
 #include "cuda/sampling.h"
@@ -43,6 +45,16 @@ std::vector<float> column_major_gemm(const GemmPlan& p, const float* a, const fl
     }
   }
   return c;
+}
+
+// cuBLAS is loaded, not linked (the programs start without it); where the CUDA toolkit is
+// installed, as on the build machine, it loads and the backend's calls reach the real library.
+TEST(CudaHost, CublasIsLoadedAtRunTimeAndReached) {
+  const std::string& missing = cuda::load_cublas();
+  ASSERT_EQ(missing, "") << missing;
+  EXPECT_STRNE(cublasGetStatusString(CUBLAS_STATUS_SUCCESS), "cuBLAS is not loaded");
+  EXPECT_STRNE(cublasGetStatusString(CUBLAS_STATUS_NOT_SUPPORTED),
+               cublasGetStatusString(CUBLAS_STATUS_SUCCESS));
 }
 
 TEST(CudaHost, GemmPlanComputesTheRowMajorProductForBothLayouts) {

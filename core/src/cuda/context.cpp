@@ -1,8 +1,11 @@
 #include "cuda/context.h"
 
 #include <cstdint>
+#include <string>
 
+#include "cuda/cublas_loader.h"
 #include "cuda/cuda_check.h"
+#include "lwm/error.h"
 
 namespace lwm::cuda {
 namespace {
@@ -15,6 +18,9 @@ constexpr std::int64_t kWorkspaceBytes = std::int64_t{32} << 20;
 
 Context::Context(int device) : device_(device) {
   LWM_CUDA_CHECK(cudaSetDevice(device));
+  if (const std::string& missing = load_cublas(); !missing.empty()) {
+    throw Error(ErrorKind::unsupported, "cuda:" + std::to_string(device) + ": " + missing);
+  }
   // Keep freed pool memory for reuse instead of returning it to the driver at every
   // synchronization (the default threshold, 0): activations are freed and re-allocated every
   // step, and the pool is what makes that cheap.

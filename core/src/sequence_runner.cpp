@@ -6,6 +6,15 @@
 #include "lwm/error.h"
 
 namespace lwm {
+namespace {
+
+#if defined(LWM_HAVE_CUDA)
+constexpr bool kCudaBackendBuilt = true;
+#else
+constexpr bool kCudaBackendBuilt = false;
+#endif
+
+}  // namespace
 
 CpuSequenceRunner::CpuSequenceRunner(const Model& model, std::int64_t capacity)
     : model_(model),
@@ -25,7 +34,7 @@ void check_runnable(const DeviceSelection& devices, std::optional<KvPrecision> k
                     "session API; choose one device (cpu or cuda:N)");
   }
   if (devices.kind == DeviceKind::cuda) {
-    if (!list_devices().cuda_built) {
+    if (!kCudaBackendBuilt) {
       throw Error(ErrorKind::unsupported,
                   "sessions cannot run on " + devices.to_string() +
                       ": this build has no CUDA backend (it was built without nvcc); use "

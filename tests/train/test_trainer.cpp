@@ -132,11 +132,11 @@ TEST(Trainer, LossDropsOnASyntheticCopyTaskWithinSeconds) {
                                {"context_length", 32},
                                {"rope_theta", 1e4},
                                {"batch_tokens", 256},
-                               {"learning_rate", 1e-2},
-                               {"end_learning_rate", 1e-3},
+                               {"learning_rate", 5e-3},
+                               {"end_learning_rate", 5e-4},
                                {"schedule", "cosine"},
                                {"warmup_steps", 5},
-                               {"steps", 100},
+                               {"steps", 200},
                                {"weight_decay", 0.0},
                                {"init", "random"},
                                {"data",
@@ -155,17 +155,18 @@ TEST(Trainer, LossDropsOnASyntheticCopyTaskWithinSeconds) {
     losses.push_back(r.loss);
     return true;
   };
-  EXPECT_EQ(run_recipe(recipe, options).global_step, 100);
-  ASSERT_EQ(losses.size(), 100u);
+  EXPECT_EQ(run_recipe(recipe, options).global_step, 200);
+  ASSERT_EQ(losses.size(), 200u);
   auto mean = [&](std::size_t a, std::size_t b) {
     double s = 0;
     for (std::size_t i = a; i < b; ++i) s += losses[i];
     return s / static_cast<double>(b - a);
   };
   // The loss starts near log(16) ≈ 2.8; guessing the 12 body ids uniformly gives log(12) ≈ 2.5.
-  // Well below that, the model copies.
+  // Well below that, the model copies. Over 120 seeds the last ten steps averaged 0.01-0.28 of
+  // the first three (100 steps at 1e-2 reached 0.29-0.60 and failed for one seed in CI).
   EXPECT_GT(mean(0, 3), 2.3) << log.str();
-  EXPECT_LT(mean(90, 100), 0.6 * mean(0, 3)) << log.str();
+  EXPECT_LT(mean(190, 200), 0.6 * mean(0, 3)) << log.str();
   // One greppable line per step.
   std::istringstream lines(log.str());
   std::string line;
@@ -176,7 +177,7 @@ TEST(Trainer, LossDropsOnASyntheticCopyTaskWithinSeconds) {
       EXPECT_NE(line.find(key), std::string::npos);
     ++count;
   }
-  EXPECT_EQ(count, 100);
+  EXPECT_EQ(count, 200);
   // The stage leaves a model directory the inference engine loads.
   const auto model = Model::load(out / "copy");
   KVCache cache(model->config(), 8);
